@@ -1,0 +1,135 @@
+"""`python -m cifar_nb`: list experiments, run one, check the data, execute the notebooks, search.
+
+    python -m cifar_nb list [--json]
+    python -m cifar_nb run <experiment> [--steps N] [--seed S | --seeds 0 1 2] [--dataset D]
+                                        [--device auto|cpu|cuda] [--data-root DIR] [--results-dir DIR]
+                                        [--batch-size B] [--time-limit SECONDS] [--force]
+    python -m cifar_nb data check [--data-root DIR]
+    python -m cifar_nb execute ...        (papermill execution of the book's notebooks; see --help)
+    python -m cifar_nb search ...         (report D's Optuna search; see --help)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"error: device {name!r} asked for, but torch sees no CUDA GPU here; use --device cpu")
+    return name
+
+
+def cmd_list(args) -> int:
+    from . import experiments
+    rows = [experiments.get(n).summary() for n in experiments.REGISTRY]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'experiment':<22} {'kind':<11} {'params':>10} {'claimed':>10} {'budget':>10} {'steps':>7}  dataset")
+    for r in rows:
+        mark = "  OUT OF BUDGET" if r["out_of_budget"] else ("" if r["within_budget"] else "  OVER BUDGET")
+        claimed = f"{r['claimed_params']:,}" if r["claimed_params"] else "-"
+        print(f"{r['name']:<22} {r['kind']:<11} {r['params']:>10,} {claimed:>10} "
+              f"{r['budget']['max_params']:>10,} {r['steps']:>7,}  {r['dataset']}{mark}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from . import experiments, runs
+    from .budget import BudgetError
+    from .data import DataError
+    try:
+        exp = experiments.get(args.experiment)
+    except KeyError as e:
+        raise SystemExit(f"error: {e.args[0]}")
+    overrides = {k: v for k, v in dict(steps=args.steps, dataset=args.dataset,
+                                       batch_size=args.batch_size).items() if v is not None}
+    if args.eval_every is not None:
+        overrides["eval_every"] = args.eval_every
+    seeds = args.seeds if args.seeds is not None else [args.seed]
+    device = resolve_device(args.device)
+    try:
+        cfg = exp.make_config(**overrides)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
+    if args.fid_samples is not None:
+        cfg = cfg.replace(train=dict(cfg.train, fid_samples=args.fid_samples))
+    for seed in seeds:
+        try:
+            res = runs.run(cfg.replace(seed=seed), device=device, data_root=args.data_root,
+                           results_dir=args.results_dir, force=args.force, time_limit_s=args.time_limit)
+        except (BudgetError, DataError) as e:
+            raise SystemExit(f"error: {e}")
+        except runs.RunInterrupted as e:
+            print(f"stopped early, checkpoint saved: {e}. Run the same command again to resume.")
+            return 3
+        shown = {k: v for k, v in res.metrics.items() if isinstance(v, (int, float, str)) or v is None}
+        print(f"{exp.name} seed {seed}: {'reused' if res.reused else 'trained'} -> {res.run_dir}")
+        print(json.dumps(shown, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .data import DataError, check, data_root
+    try:
+        root = data_root(args.data_root)
+    except DataError as e:
+        raise SystemExit(f"error: {e}")
+    print(f"data root: {root}")
+    rows = check(root)
+    width = max(len(r["dataset"]) for r in rows)
+    for r in rows:
+        print(f"  {r['dataset']:<{width}}  {r['status']:<8}  {r['detail']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Sub-tools with their own argument parsers.
+    if argv and argv[0] == "execute":
+        from .execute import main as execute_main
+        return execute_main(argv[1:])
+    if argv and argv[0] == "search":
+        from .search import main as search_main
+        return search_main(argv[1:])
+
+    p = argparse.ArgumentParser(prog="python -m cifar_nb", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    q = sub.add_parser("list", help="every experiment with its kind, parameters, budget and claims")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_list)
+
+    q = sub.add_parser("run", help="train (or reuse) one experiment")
+    q.add_argument("experiment")
+    q.add_argument("--steps", type=int)
+    q.add_argument("--batch-size", type=int)
+    q.add_argument("--eval-every", type=int)
+    q.add_argument("--dataset", help="cifar100 (default), cifar10, cifar10-jpeg, addnist, imagefolder:<path>")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seeds", type=int, nargs="+", help="several seeds, run one after another")
+    q.add_argument("--fid-samples", type=int, help="generators: samples for FD-cls/KID/FID (default 10,000)")
+    q.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
+    q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
+    q.add_argument("--results-dir", help="where artifacts go (default: results/ or $CIFAR_NB_RESULTS)")
+    q.add_argument("--time-limit", type=float, help="checkpoint and stop after this many seconds")
+    q.add_argument("--force", action="store_true", help="retrain even if finished artifacts exist")
+    q.set_defaults(fn=cmd_run)
+
+    q = sub.add_parser("data", help="datasets under the data root")
+    q.add_argument("action", choices=["check"])
+    q.add_argument("--data-root")
+    q.set_defaults(fn=cmd_data)
+
+    sub.add_parser("execute", help="execute the book's notebooks with papermill (see: execute --help)")
+    sub.add_parser("search", help="report D's architecture search in Optuna (see: search --help)")
+
+    args = p.parse_args(argv)
+    return args.fn(args)

@@ -1,0 +1,248 @@
+"""Every run the book makes, named once: the report's recipe as a RunConfig, its budget, and its claims.
+
+The CLI (`python -m cifar_nb list --json`), the notebooks and the book all read these definitions.
+Claims are quoted from the reports (files in the shared `reports/` folder, digested in its README);
+accuracies are stored as fractions. Where a report leaves a detail open the config records our
+reading and the model module's docstring says why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import budget
+from .runs import RunConfig
+
+REPORT_FILES = {
+    "A": "000_6811a92de80c26e6.txt",
+    "B": "001_9c3a45fd1a94f399.txt",
+    "C": "002_f3f4067012125d33.txt",
+    "D": "003_4587bb5495cc11ab.txt",
+    "E": "004_303363084e6ad2d9.txt",
+}
+# Steps per epoch at batch 256 on 50,000 images: the unit of report B's per-epoch LR decay.
+B_EPOCH_STEPS = 50_000 // 256
+
+
+@dataclass(frozen=True)
+class Claim:
+    metric: str            # a key of the run's metrics.json (test_acc, train_acc, train_loss, fid, ...)
+    value: float
+    std: float | None = None
+    where: str = ""        # section of the report the number comes from
+
+    def source(self, report: str) -> str:
+        return f"report {report} ({REPORT_FILES[report]}){', ' + self.where if self.where else ''}"
+
+
+@dataclass
+class Experiment:
+    name: str
+    report: str
+    title: str
+    config: RunConfig                     # the full-budget recipe, on the report's dataset
+    claimed_params: int | None
+    claims: list[Claim] = field(default_factory=list)
+    notes: str = ""
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def budget(self) -> budget.Budget:
+        return budget.budget_for(self.kind)
+
+    @property
+    def out_of_budget(self) -> bool:
+        return self.config.out_of_budget
+
+    def make_config(self, **overrides) -> RunConfig:
+        """The recipe with some fields changed (dataset, steps, seed, batch_size ...)."""
+        return self.config.replace(**overrides)
+
+    def summary(self) -> dict:
+        from .models import build_for_config
+        cfg = self.config
+        n = budget.count_params(build_for_config(cfg, **_shape_of(cfg.dataset)))
+        return {
+            "name": self.name, "report": self.report, "title": self.title, "kind": self.kind,
+            "model": cfg.model, "dataset": cfg.dataset, "steps": cfg.steps, "batch_size": cfg.batch_size,
+            "params": n, "claimed_params": self.claimed_params,
+            "budget": {"name": self.budget.name, "max_params": self.budget.max_params,
+                       "max_steps": self.budget.max_steps},
+            "within_budget": n <= self.budget.max_params and cfg.steps <= self.budget.max_steps,
+            "out_of_budget": self.out_of_budget,
+            "claims": [dict(metric=c.metric, value=c.value, std=c.std, source=c.source(self.report))
+                       for c in self.claims],
+            "config": cfg.to_dict(), "notes": self.notes,
+        }
+
+
+def _shape_of(dataset: str) -> dict:
+    """The model shape of a dataset known by name, without touching its files."""
+    from .data import KNOWN_SHAPES
+    return KNOWN_SHAPES.get(dataset, dict(num_classes=100, image_size=32, in_channels=3))
+
+
+REGISTRY: dict[str, Experiment] = {}
+
+
+def register(exp: Experiment) -> Experiment:
+    if exp.name in REGISTRY:
+        raise ValueError(f"experiment {exp.name!r} registered twice")
+    REGISTRY[exp.name] = exp
+    return exp
+
+
+def get(name: str) -> Experiment:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown experiment {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def names(kind: str | None = None, report: str | None = None) -> list[str]:
+    return [n for n, e in REGISTRY.items()
+            if (kind is None or e.kind == kind) and (report is None or e.report == report)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Part I: classifiers
+
+register(Experiment(
+    "A-classifier", "A", "Residual-bottleneck CNN ('MyCNN')",
+    RunConfig(
+        experiment="A-classifier", kind="classifier", model="resnet_bottleneck", steps=10_000,
+        batch_size=256,  # the report blames its over-fitting on "a larger batch size"
+        optimizer={"name": "adam", "lr": 1e-3},
+        # Adam + CyclicLR with the scheduler's own triangular defaults, cycling 1e-4 .. 3e-3
+        scheduler={"name": "cyclic", "base_lr": 1e-4, "max_lr": 3e-3, "step_size_up": 1000,
+                   "mode": "triangular2"},
+        augment={},  # the report lists crop and colour jitter only as future work
+        eval_every=500,
+    ),
+    claimed_params=99_440,
+    claims=[Claim("test_acc", 0.5001, 0.032, "§2 Results"), Claim("train_acc", 0.573, 0.030, "§2 Results"),
+            Claim("train_loss", 1.479, None, "§2 Results")],
+))
+
+_B = RunConfig(
+    experiment="B-classifier", kind="classifier", model="dsconv_resnet", steps=10_000, batch_size=256,
+    optimizer={"name": "adam", "lr": 0.005, "weight_decay": 5e-5},
+    scheduler={"name": "exponential", "gamma": 0.98, "every": B_EPOCH_STEPS},   # 0.98 per epoch
+    augment={"hflip": 0.5},
+    eval_every=500,
+)
+register(Experiment(
+    "B-classifier", "B", "Depthwise-separable residual net", _B, claimed_params=99_703,
+    claims=[Claim("test_acc", 0.582, 0.027, "§2 Final model"), Claim("train_acc", 0.815, 0.021, "§2 Final model"),
+            Claim("train_loss", 0.596, None, "§2 Final model"),
+            Claim("best_test_acc", 0.5814, None, "§3 Limitations (step 9,945)")],
+))
+_B_ABLATIONS = [
+    ("weight decay 1.5e-4", dict(optimizer={"name": "adam", "lr": 0.005, "weight_decay": 1.5e-4}), 0.4326, 0.5294),
+    ("dropout 0.4 before the last two expansion blocks", dict(model_args={"dropout": 0.4}), 0.4955, 0.6727),
+    ("h+v flip, Gaussian noise (var 0.015, p 0.7), random crop (p 0.7)",
+     dict(augment={"hflip": 0.5, "vflip": 0.5, "noise_var": 0.015, "noise_p": 0.7, "crop": 4, "crop_p": 0.7}),
+     0.5540, 0.6204),
+    ("h+v flip, spatial and colour jitter (p 0.7), random crop (p 0.7)",
+     dict(augment={"hflip": 0.5, "vflip": 0.5, "affine": {"translate": [0.1, 0.1], "p": 0.7},
+                   "color_jitter": {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "p": 0.7},
+                   "crop": 4, "crop_p": 0.7}),
+     0.5274, 0.5838),
+]
+for _i, (_what, _change, _test, _train) in enumerate(_B_ABLATIONS, start=1):
+    register(Experiment(
+        f"B-ablation-{_i}", "B", f"Report B ablation {_i}: {_what}",
+        _B.replace(experiment=f"B-ablation-{_i}", **_change), claimed_params=99_703,
+        claims=[Claim("best_test_acc", _test, None, "§1.1 Regularisation"),
+                Claim("best_train_acc", _train, None, "§1.1 Regularisation")],
+        notes="The report gives the maximum test and train accuracy, without std.",
+    ))
+
+register(Experiment(
+    "C-classifier", "C", "DenseNet (4 blocks x 5 layers, growth 8) with AugMix",
+    RunConfig(
+        experiment="C-classifier", kind="classifier", model="densenet", steps=10_000, batch_size=512,
+        optimizer={"name": "adam", "lr": 0.0075},   # the report names batch and lr only; Adam assumed
+        augment={"crop": 4, "pad_mode": "reflect", "hflip": 0.5, "augmix": True},
+        eval_every=500,
+    ),
+    claimed_params=99_735,
+    claims=[Claim("test_acc", 0.631, 0.016, "§2 Results"), Claim("train_acc", 0.664, 0.021, "§2 Results"),
+            Claim("train_loss", 1.144, None, "§2 Results")],
+))
+
+register(Experiment(
+    "E-classifier", "E", "MBConv + squeeze-and-excite net (EfficientNet-style) on AddNIST",
+    RunConfig(
+        experiment="E-classifier", kind="classifier", model="mbconv_se", dataset="addnist", steps=10_000,
+        batch_size=256,
+        optimizer={"name": "adam", "lr": 0.001, "weight_decay": 1e-4},
+        # OneCycle from 0.001 up to 0.004 and back down, cosine annealing
+        scheduler={"name": "onecycle", "max_lr": 0.004, "div_factor": 4.0, "anneal_strategy": "cos"},
+        augment={"affine": {"degrees": 15, "translate": [0.15, 0.15], "scale": [0.85, 1.15], "shear": 5}},
+        train={"label_smoothing": 0.02},
+        eval_every=500,
+    ),
+    claimed_params=98_720,
+    claims=[Claim("test_acc", 0.941, 0.025, "§4 Results"), Claim("train_acc", 0.966, 0.011, "§4 Results"),
+            Claim("train_loss", 0.284, None, "§4 Results")],
+    notes="AddNIST is report E's own dataset, regenerated here by the published recipe.",
+))
+
+# ---------------------------------------------------------------------------------------------
+# Part II: generators
+
+_GAN = dict(kind="gan", model="dcgan", steps=50_000, eval_every=5_000)
+
+register(Experiment(
+    "A-generator", "A", "DCGAN at 64x64, pruned into the budget",
+    RunConfig(experiment="A-generator", **_GAN, batch_size=128,
+              model_args={"image_size": 64, "latent_dim": 100},
+              optimizer={"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]},
+              scheduler={"name": "step", "step_size": 10_000, "gamma": 0.5},
+              augment={"hflip": 0.5},
+              train={"resize": 64}),
+    claimed_params=1_000_052,
+    claims=[Claim("fid", 31.56, None, "§5 Results"), Claim("lpips_nn", 0.146, None, "§5 Results")],
+    notes="The report's own count, 1,000,052, is 52 parameters over the 1,000,000 budget; ours fits.",
+))
+register(Experiment(
+    "C-generator", "C", "DCGAN, 5-layer symmetric, latent 128",
+    RunConfig(experiment="C-generator", **_GAN, batch_size=128,
+              model_args={"latent_dim": 128},
+              optimizer={"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]},
+              augment={"hflip": 0.5},
+              train={"real_label": 0.9, "fake_label": 0.0}),
+    claimed_params=595_840,
+    claims=[Claim("fid", 61.047, None, "§5 Results (49,998 steps)")],
+))
+register(Experiment(
+    "E-generator", "E", "DCGAN at 32x32, latent 110, base width 44",
+    RunConfig(experiment="E-generator", **_GAN, batch_size=256,
+              model_args={"latent_dim": 110, "base_width": 44},
+              optimizer={"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]},
+              train={"soft_labels": 0.1, "noisy_labels": 0.1, "instance_noise": 0.25,
+                     "instance_noise_decay": 0.9997}),
+    claimed_params=998_553,
+    claims=[Claim("fid", 50.283, None, "§9 Results")],
+))
+_DDPM = RunConfig(experiment="B-generator", kind="diffusion", model="unet_ddpm", steps=50_000, batch_size=256,
+                  optimizer={"name": "adam", "lr": 0.003},
+                  scheduler={"name": "exponential", "gamma": 0.995, "every": 50_000 // 256},  # per epoch
+                  train={"beta_schedule": "sigmoid", "timesteps": 1000, "ema": None},
+                  eval_every=5_000)
+register(Experiment(
+    "B-generator", "B", "Class-conditional DDPM, sigmoid schedule", _DDPM, claimed_params=996_863,
+    claims=[Claim("fid", 58.00, None, "§6 Results")],
+))
+register(Experiment(
+    "B-generator-linear", "B", "Class-conditional DDPM, linear schedule (ablation)",
+    _DDPM.replace(experiment="B-generator-linear", batch_size=128,
+                  scheduler={"name": "exponential", "gamma": 0.995, "every": 50_000 // 128},
+                  train={"beta_schedule": "linear", "timesteps": 1000, "ema": None}),
+    claimed_params=996_863,
+    claims=[Claim("fid", 90.52, None, "§4 (schedule comparison at batch 128)")],
+    notes="The report's sigmoid run in the same comparison scored FID 75.19.",
+))

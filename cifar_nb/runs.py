@@ -1,0 +1,348 @@
+"""Run configs and their artifacts.
+
+A run is fully described by a `RunConfig`. Its artifacts live in `results/<experiment>/<config-hash>/`:
+
+    config.json    the config (written first)
+    checkpoint.ckpt  training state while the run is unfinished (atomic; removed when complete)
+    history.csv    evaluations during training
+    env.json       device, GPU, torch version, git commit, wall time, date
+    metrics.json   final metrics, written last: its presence is what marks the run complete
+    *.png, *.pt    small figures and weights written by the trainer
+
+Asking for a run whose artifacts are complete returns them without training: this is how the
+notebooks re-execute on a CPU from results made on a GPU. Where the data lives (`data_root`) and
+which device trains are not part of the config, so they do not change its hash.
+Every write goes to a temporary file that is renamed into place, so a killed run leaves either no
+checkpoint or a complete one, and running it again resumes from there with the same final metrics.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import budget
+
+RUN_KINDS = ("classifier", "gan", "diffusion")
+CHECKPOINT = "checkpoint.ckpt"
+DEFAULT_RESULTS = Path(os.environ.get("CIFAR_NB_RESULTS", "results"))
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides what a run computes. Kind-specific knobs live in the dicts."""
+
+    experiment: str
+    kind: str                                   # classifier | gan | diffusion
+    model: str                                  # a name in cifar_nb.models.MODELS
+    model_args: dict = field(default_factory=dict)
+    dataset: str = "cifar100"
+    steps: int = 1000
+    batch_size: int = 128
+    seed: int = 0
+    optimizer: dict = field(default_factory=dict)   # {"name": "adam", "lr": 1e-3, ...}
+    scheduler: dict = field(default_factory=dict)   # {"name": "exponential", ...} or {}
+    augment: dict = field(default_factory=dict)     # see cifar_nb.augment
+    train: dict = field(default_factory=dict)       # loop knobs: label_smoothing, val_size, gan tricks...
+    eval_every: int = 500
+    out_of_budget: bool = False
+
+    def __post_init__(self):
+        if self.kind not in RUN_KINDS:
+            raise ValueError(f"kind must be one of {RUN_KINDS}, got {self.kind!r}")
+        for name in ("steps", "batch_size", "eval_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown RunConfig fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------
+# atomic writes
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _json_default(o):
+    if isinstance(o, (Path,)):
+        return str(o)
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def write_history_csv(path: Path, rows: list[dict]) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_history_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _parse(v: str):
+    if v == "":
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+
+# ---------------------------------------------------------------------------------------------
+# environment record
+
+def git_commit() -> str:
+    """The commit the code came from; CIFAR_NB_COMMIT wins (a GPU copy of the tree has no .git)."""
+    if os.environ.get("CIFAR_NB_COMMIT"):
+        return os.environ["CIFAR_NB_COMMIT"]
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: torch.device | str) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def environment_record(device: torch.device | str) -> dict:
+    import torchvision
+    return {
+        "device": str(device),
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+class RunInterrupted(RuntimeError):
+    """Training stopped early (a time limit or a simulated kill) after saving a checkpoint."""
+
+
+@dataclass
+class RunContext:
+    """What a trainer gets besides the config: where to run, where to write, when to stop."""
+
+    config: RunConfig
+    device: torch.device
+    data_root: Path | None
+    run_dir: Path
+    time_limit_s: float | None = None   # checkpoint and stop once this much wall time has passed
+    stop_at_step: int | None = None     # checkpoint and stop at this step (tests simulate a kill)
+    progress: bool = True
+    checkpoint_every: int = 1000
+    started: float = field(default_factory=time.monotonic)
+    history: list = field(default_factory=list)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT
+
+    def save_checkpoint(self, state: dict) -> None:
+        state = dict(state, history=list(self.history), elapsed_s=self.elapsed())
+        atomic_torch_save(self.checkpoint_path, state)
+
+    def load_checkpoint(self) -> dict | None:
+        if not self.checkpoint_path.exists():
+            return None
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        self.history = list(state.pop("history", []))
+        self._previous_elapsed = state.pop("elapsed_s", 0.0)
+        return state
+
+    def elapsed(self) -> float:
+        return getattr(self, "_previous_elapsed", 0.0) + time.monotonic() - self.started
+
+    def should_checkpoint(self, step: int) -> bool:
+        """Call after finishing `step` (1-based count of steps done)."""
+        return step % self.checkpoint_every == 0 or self.should_stop(step)
+
+    def should_stop(self, step: int) -> bool:
+        if self.stop_at_step is not None and step >= self.stop_at_step:
+            return True
+        return self.time_limit_s is not None and time.monotonic() - self.started > self.time_limit_s
+
+    def log(self, **row) -> None:
+        self.history.append(row)
+
+    def progress_bar(self, initial: int = 0):
+        from tqdm.auto import tqdm
+        return tqdm(total=self.config.steps, initial=initial, disable=not self.progress,
+                    desc=f"{self.config.experiment} seed {self.config.seed}", unit="step",
+                    mininterval=2.0, dynamic_ncols=True)
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    run_dir: Path
+    metrics: dict
+    history: list
+    env: dict
+    reused: bool = False
+
+    def figure(self, name: str) -> Path:
+        return self.run_dir / name
+
+
+def run_dir(cfg: RunConfig, results_dir: Path | str | None = None) -> Path:
+    return Path(results_dir or DEFAULT_RESULTS) / cfg.experiment / cfg.hash
+
+
+def load_complete(cfg: RunConfig, results_dir: Path | str | None = None) -> RunResult | None:
+    """The finished run with exactly this config, or None."""
+    d = run_dir(cfg, results_dir)
+    if not (d / "metrics.json").exists():
+        return None
+    saved = RunConfig.from_dict(json.loads((d / "config.json").read_text()))
+    if saved != cfg:  # a hash collision or a hand-edited directory: never reuse silently
+        return None
+    hist = read_history_csv(d / "history.csv") if (d / "history.csv").exists() else []
+    env = json.loads((d / "env.json").read_text()) if (d / "env.json").exists() else {}
+    return RunResult(cfg, d, json.loads((d / "metrics.json").read_text()), hist, env, reused=True)
+
+
+def run(cfg: RunConfig, device: str | torch.device = "cpu", data_root: Path | str | None = None,
+        results_dir: Path | str | None = None, force: bool = False, time_limit_s: float | None = None,
+        stop_at_step: int | None = None, progress: bool = True,
+        checkpoint_every: int | None = None) -> RunResult:
+    """Train `cfg` (or resume it, or return its finished artifacts) and write its artifacts.
+
+    Raises BudgetError before anything is written if the run breaks its budget, and RunInterrupted
+    (after checkpointing) when `time_limit_s` or `stop_at_step` stops it early.
+    """
+    from .data import describe
+    from .models import build_for_config
+    from .train import trainer_for
+
+    if not force:
+        done = load_complete(cfg, results_dir)
+        if done is not None:
+            return done
+    info = describe(cfg.dataset, data_root)
+    n_params = budget.count_params(build_for_config(cfg, info.num_classes, info.image_size, info.channels))
+    budget.check(cfg.kind, n_params, cfg.steps, cfg.out_of_budget)
+
+    device = torch.device(device)
+    d = run_dir(cfg, results_dir)
+    if force:
+        for stale in ("metrics.json", CHECKPOINT):
+            (d / stale).unlink(missing_ok=True)
+    atomic_write_json(d / "config.json", cfg.to_dict())
+    ctx = RunContext(cfg, device, Path(data_root) if data_root else None, d, time_limit_s=time_limit_s,
+                     stop_at_step=stop_at_step, progress=progress)
+    if checkpoint_every:
+        ctx.checkpoint_every = checkpoint_every
+    metrics = trainer_for(cfg.kind)(ctx)
+
+    metrics = dict(metrics, params=n_params, steps=cfg.steps, seed=cfg.seed,
+                   out_of_budget=cfg.out_of_budget, wall_time_s=round(ctx.elapsed(), 2))
+    env = dict(environment_record(device), wall_time_s=metrics["wall_time_s"])
+    write_history_csv(d / "history.csv", ctx.history)
+    atomic_write_json(d / "env.json", env)
+    atomic_write_json(d / "metrics.json", metrics)   # last: marks the run complete
+    ctx.checkpoint_path.unlink(missing_ok=True)
+    return RunResult(cfg, d, metrics, ctx.history, env)
+
+
+def run_seeds(cfg: RunConfig, seeds: list[int], **kwargs) -> list[RunResult]:
+    return [run(cfg.replace(seed=s), **kwargs) for s in seeds]
+
+
+def aggregate(results: list[RunResult], key: str) -> dict:
+    """Mean and sample standard deviation (ddof=1) of a final metric across seeds.
+
+    This std is the spread between independent training runs, the honest error bar for a claim
+    like "test accuracy 63.1% ± 1.6". With one seed the std is None, never 0.
+    """
+    vals = [float(r.metrics[key]) for r in results if r.metrics.get(key) is not None]
+    if not vals:
+        return {"mean": None, "std": None, "n": 0}
+    t = torch.tensor(vals, dtype=torch.float64)
+    return {"mean": t.mean().item(), "std": t.std().item() if len(vals) > 1 else None, "n": len(vals)}

@@ -1,0 +1,136 @@
+"""Run configs, atomic artifacts, reuse and resume, with a tiny stand-in trainer.
+
+The fake trainer follows the same contract as the real ones (cifar_nb.train.*): it counts steps,
+resumes from ctx.load_checkpoint(), checkpoints when ctx.should_checkpoint(step) and stops with
+RunInterrupted when ctx.should_stop(step).
+"""
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cifar_nb import runs
+from cifar_nb.budget import BudgetError
+from cifar_nb.runs import RunConfig, RunInterrupted
+
+
+def fake_train(ctx):
+    cfg = ctx.config
+    g = torch.Generator().manual_seed(cfg.seed)
+    model = nn.Linear(4, 1)
+    torch.manual_seed(cfg.seed)
+    nn.init.normal_(model.weight)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    step = 0
+    state = ctx.load_checkpoint()
+    if state:
+        model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"])
+        g.set_state(state["rng"]); step = state["step"]
+    w_true = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
+    while step < cfg.steps:
+        x = torch.randn(16, 4, generator=g)
+        loss = ((model(x) - x @ w_true.T) ** 2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+        step += 1
+        if step % cfg.eval_every == 0:
+            ctx.log(step=step, loss=loss.item())
+        if ctx.should_checkpoint(step):
+            ctx.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "rng": g.get_state(),
+                                 "step": step})
+            if ctx.should_stop(step) and step < cfg.steps:
+                raise RunInterrupted(f"stopped at step {step}")
+    return {"final_loss": loss.item(), "w0": model.weight[0, 0].item()}
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    import cifar_nb.data
+    import cifar_nb.models
+    import cifar_nb.train
+    monkeypatch.setattr(cifar_nb.train, "trainer_for", lambda kind: fake_train)
+    monkeypatch.setattr(cifar_nb.models, "build_for_config",
+                        lambda cfg, *a, **k: nn.Linear(cfg.model_args.get("width", 4), 1))
+    monkeypatch.setattr(cifar_nb.data, "describe",
+                        lambda name, root=None: SimpleNamespace(num_classes=10, image_size=32, channels=3))
+
+
+def cfg(**kw):
+    base = dict(experiment="unit", kind="classifier", model="fake", steps=40, batch_size=16, eval_every=10)
+    return RunConfig(**{**base, **kw})
+
+
+def test_config_roundtrip_and_hash():
+    c = cfg(optimizer={"name": "adam", "lr": 1e-3})
+    assert RunConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert c.hash == cfg(optimizer={"lr": 1e-3, "name": "adam"}).hash      # key order is irrelevant
+    assert c.hash != c.replace(seed=1).hash
+
+
+@pytest.mark.parametrize("bad", [dict(steps=-5), dict(steps=0), dict(batch_size=0), dict(kind="regressor")])
+def test_bad_configs_are_refused(bad):
+    with pytest.raises(ValueError):
+        cfg(**bad)
+
+
+def test_unknown_field_is_refused():
+    with pytest.raises(ValueError, match="unknown RunConfig fields"):
+        RunConfig.from_dict({**cfg().to_dict(), "stepz": 3})
+
+
+def test_run_writes_complete_artifacts_and_reuses_them(fake, tmp_path):
+    c = cfg()
+    r = runs.run(c, results_dir=tmp_path, progress=False)
+    d = tmp_path / "unit" / c.hash
+    assert r.run_dir == d and not r.reused
+    for f in ("config.json", "metrics.json", "history.csv", "env.json"):
+        assert (d / f).exists(), f
+    assert not (d / runs.CHECKPOINT).exists()
+    env = json.loads((d / "env.json").read_text())
+    assert {"device_name", "torch", "git_commit", "date", "wall_time_s"} <= set(env)
+    assert [h["step"] for h in r.history] == [10, 20, 30, 40]
+    again = runs.run(c, results_dir=tmp_path, progress=False)
+    assert again.reused and again.metrics == r.metrics and again.history == r.history
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(fake, tmp_path):
+    c = cfg()
+    whole = runs.run(c, results_dir=tmp_path / "a", progress=False)
+    with pytest.raises(RunInterrupted):
+        runs.run(c, results_dir=tmp_path / "b", progress=False, stop_at_step=17)
+    d = tmp_path / "b" / "unit" / c.hash
+    assert (d / runs.CHECKPOINT).exists() and not (d / "metrics.json").exists()
+    resumed = runs.run(c, results_dir=tmp_path / "b", progress=False)
+    assert resumed.metrics["final_loss"] == whole.metrics["final_loss"]
+    assert resumed.metrics["w0"] == whole.metrics["w0"]
+    assert resumed.history == whole.history
+
+
+def test_budget_is_checked_before_anything_is_written(fake, tmp_path):
+    with pytest.raises(BudgetError):
+        runs.run(cfg(model_args={"width": 200_000}), results_dir=tmp_path, progress=False)
+    assert not any(tmp_path.rglob("*"))
+    runs.run(cfg(model_args={"width": 200_000}, out_of_budget=True, steps=3, eval_every=1),
+             results_dir=tmp_path, progress=False)
+
+
+def test_atomic_write_leaves_nothing_when_killed(tmp_path, monkeypatch):
+    target = tmp_path / "x.json"
+    runs.atomic_write_json(target, {"a": 1})
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        runs.atomic_write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 1}            # old content intact
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]    # no temporary left behind
+
+
+def test_aggregate_uses_sample_std_over_seeds():
+    mk = lambda v: runs.RunResult(cfg(), None, {"test_acc": v}, [], {})
+    agg = runs.aggregate([mk(0.5), mk(0.6), mk(0.7)], "test_acc")
+    assert agg["n"] == 3 and abs(agg["mean"] - 0.6) < 1e-12 and abs(agg["std"] - 0.1) < 1e-12
+    assert runs.aggregate([mk(0.5)], "test_acc")["std"] is None
