@@ -91,6 +91,9 @@ class RunConfig:
 # ---------------------------------------------------------------------------------------------
 # atomic writes
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +103,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600 files; artifacts are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -319,7 +323,17 @@ def run(cfg: RunConfig, device: str | torch.device = "cpu", data_root: Path | st
                      stop_at_step=stop_at_step, progress=progress)
     if checkpoint_every:
         ctx.checkpoint_every = checkpoint_every
-    metrics = trainer_for(cfg.kind)(ctx)
+    try:
+        metrics = trainer_for(cfg.kind)(ctx)
+    except RunInterrupted:
+        raise
+    except BaseException:
+        # A run that failed before its first checkpoint leaves nothing behind.
+        if not ctx.checkpoint_path.exists():
+            (d / "config.json").unlink(missing_ok=True)
+            if d.exists() and not any(d.iterdir()):
+                d.rmdir()
+        raise
 
     metrics = dict(metrics, params=n_params, steps=cfg.steps, seed=cfg.seed,
                    out_of_budget=cfg.out_of_budget, wall_time_s=round(ctx.elapsed(), 2))

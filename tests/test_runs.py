@@ -134,3 +134,14 @@ def test_aggregate_uses_sample_std_over_seeds():
     agg = runs.aggregate([mk(0.5), mk(0.6), mk(0.7)], "test_acc")
     assert agg["n"] == 3 and abs(agg["mean"] - 0.6) < 1e-12 and abs(agg["std"] - 0.1) < 1e-12
     assert runs.aggregate([mk(0.5)], "test_acc")["std"] is None
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(fake, tmp_path, monkeypatch):
+    import cifar_nb.train
+
+    def broken(ctx):
+        raise ValueError("unknown train key 'lr_warmup'")
+    monkeypatch.setattr(cifar_nb.train, "trainer_for", lambda kind: broken)
+    with pytest.raises(ValueError, match="lr_warmup"):
+        runs.run(cfg(), results_dir=tmp_path, progress=False)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))

@@ -1,0 +1,129 @@
+"""Figures for trainers and notebooks: image grids, training curves per seed, claimed vs measured.
+
+Built with matplotlib's object-oriented API (matplotlib.figure.Figure, rendered to PNG by Agg) and never
+pyplot, so trainers in headless processes keep no global figure state and need no plt.close. In a
+notebook, `display(fig)` (or leaving `fig` last in a cell) shows one.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .runs import atomic_write_bytes
+
+
+def _as_uint8(images) -> torch.Tensor:
+    """uint8 [n, C, H, W] from uint8 or float-in-[-1, 1] images (tensor or array)."""
+    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images).detach().cpu()
+    if x.dim() == 3:
+        x = x[None]
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"expected images [n, 1|3, H, W], got shape {tuple(x.shape)}")
+    if x.dtype != torch.uint8:
+        x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def image_grid(images, nrow: int = 8, title: str | None = None, pad: int = 2, scale: float = 2.0) -> Figure:
+    """A grid of images, `nrow` per row, drawn pixel for pixel (`scale` screen pixels per image pixel)."""
+    import textwrap
+    from torchvision.utils import make_grid
+    grid = make_grid(_as_uint8(images), nrow=nrow, padding=pad, pad_value=255).permute(1, 2, 0).numpy()
+    dpi, fontsize = 100, 8
+    w, h = grid.shape[1] * scale / dpi, grid.shape[0] * scale / dpi            # inches
+    lines = textwrap.wrap(title, max(20, int(w * 72 / (0.55 * fontsize)))) if title else []
+    top = 0.16 * len(lines) + (0.08 if lines else 0)                            # inches for the title
+    fig = Figure(figsize=(w, h + top), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, h / (h + top)))
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    if lines:
+        fig.text(0.5, 1 - 0.04 / (h + top), "\n".join(lines), ha="center", va="top", fontsize=fontsize)
+    return fig
+
+
+def save_figure(fig: Figure, path, dpi: int | None = None) -> Path:
+    """Write `fig` as PNG atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi or fig.dpi)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _histories(runs) -> list[list[dict]]:
+    """RunResults (with .history) or plain lists of history rows -> lists of rows."""
+    return [r.history if hasattr(r, "history") else list(r) for r in runs]
+
+
+def plot_history(runs, keys=("train_acc", "test_acc"), x: str = "step", title: str | None = None,
+                 ylabel: str | None = None, ax=None) -> Figure:
+    """Curves of `keys` against `x`: one thin line per seed, and the mean ± std (ddof=1) band across
+    seeds at the steps every seed logged. `runs`: a list of RunResult or of history lists."""
+    hists = _histories(runs)
+    fig = ax.figure if ax is not None else Figure(figsize=(6, 3.6), dpi=100)
+    ax = ax if ax is not None else fig.add_subplot()
+    for c, key in enumerate(keys):
+        color = f"C{c}"
+        curves = []
+        for h in hists:
+            pts = {r[x]: float(r[key]) for r in h if r.get(key) is not None and r.get(x) is not None}
+            if pts:
+                xs = sorted(pts)
+                ax.plot(xs, [pts[s] for s in xs], color=color, lw=0.8, alpha=0.35)
+                curves.append(pts)
+        if not curves:
+            continue
+        common = sorted(set.intersection(*(set(p) for p in curves)))
+        if not common:
+            continue
+        ys = np.array([[p[s] for s in common] for p in curves])
+        mean = ys.mean(0)
+        label = f"{key} (mean of {len(curves)} seed{'s' if len(curves) > 1 else ''}"
+        if len(curves) > 1:
+            std = ys.std(0, ddof=1)
+            ax.fill_between(common, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+            label += " ± std"
+        ax.plot(common, mean, color=color, lw=1.8, label=label + ")")
+    ax.set_xlabel(x)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_claims(rows: list[dict], title: str | None = None, xlabel: str | None = None) -> Figure:
+    """Claimed vs measured, one line per row: rows are dicts with label, claim, claim_std (optional),
+    ours, ours_std (optional). Error bars are the stated std (claim) and our std across seeds."""
+    fig = Figure(figsize=(6, 0.55 * len(rows) + 1.2), dpi=100)
+    ax = fig.add_subplot()
+    ys = np.arange(len(rows))[::-1]
+    for y, r in zip(ys, rows):
+        if r.get("claim") is not None:
+            ax.errorbar(r["claim"], y + 0.12, xerr=r.get("claim_std"), fmt="o", color="C0", capsize=3,
+                        label="claimed (report)")
+        if r.get("ours") is not None:
+            ax.errorbar(r["ours"], y - 0.12, xerr=r.get("ours_std"), fmt="s", color="C1", capsize=3,
+                        label="ours (mean ± std over seeds)")
+    ax.set_yticks(ys, [r["label"] for r in rows])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title)
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    if uniq:
+        ax.legend(uniq.values(), uniq.keys(), fontsize=8, loc="best")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

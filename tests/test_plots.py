@@ -1,0 +1,61 @@
+"""Plot helpers produce PNG files, atomically, from the inputs trainers and notebooks pass."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from cifar_nb import plots
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_image_grid_accepts_uint8_float_and_grey(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    u8 = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8, generator=g)
+    fl = torch.rand(6, 3, 8, 8, generator=g) * 2 - 1
+    grey = np.zeros((4, 1, 8, 8), np.uint8)
+    for i, (imgs, title) in enumerate([(u8, "uint8 " * 30), (fl, None), (grey, "grey")]):
+        fig = plots.image_grid(imgs, nrow=4, title=title)
+        path = plots.save_figure(fig, tmp_path / f"grid{i}.png")
+        assert path.read_bytes()[:8] == PNG
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid0.png", "grid1.png", "grid2.png"]  # no temp files
+    with pytest.raises(ValueError, match="expected images"):
+        plots.image_grid(torch.zeros(2, 5, 8, 8))
+
+
+def test_image_grid_draws_the_pixels(tmp_path):
+    # one red and one blue image: the saved PNG must contain both colours, pixel-exact
+    from PIL import Image
+    x = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    x[0, 0], x[1, 2] = 255, 255
+    path = plots.save_figure(plots.image_grid(x, nrow=2, pad=1, scale=4), tmp_path / "rb.png")
+    rgb = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
+    assert ((rgb == [255, 0, 0]).all(1)).sum() >= 4 * 4 * 16 * 0.9
+    assert ((rgb == [0, 0, 255]).all(1)).sum() >= 4 * 4 * 16 * 0.9
+
+
+def test_plot_history_per_seed_and_band(tmp_path):
+    hists = [[{"step": s, "train_acc": 0.1 + s / 1000 + 0.01 * seed, "test_acc": None if s == 0 else 0.1}
+              for s in range(0, 500, 100)] for seed in range(3)]
+    fig = plots.plot_history(hists, title="curves")
+    ax = fig.axes[0]
+    # 3 seed lines + 1 mean line per key
+    assert len(ax.lines) == 8
+    labels = ax.get_legend_handles_labels()[1]
+    assert any("train_acc (mean of 3 seeds ± std)" in lab for lab in labels)
+    assert len(ax.collections) == 2                         # two std bands
+    # RunResult-like objects work too, and one seed gives no band
+    fig1 = plots.plot_history([SimpleNamespace(history=hists[0])], keys=("train_acc",))
+    assert len(fig1.axes[0].collections) == 0
+    assert plots.save_figure(fig, tmp_path / "h.png").read_bytes()[:8] == PNG
+
+
+def test_plot_claims(tmp_path):
+    rows = [dict(label="test_acc", claim=0.631, claim_std=0.016, ours=0.60, ours_std=0.01),
+            dict(label="train_loss", claim=1.144, ours=1.2),
+            dict(label="fid", claim=61.0, ours=None)]
+    fig = plots.plot_claims(rows, title="report C")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["test_acc", "train_loss", "fid"]
+    assert set(fig.axes[0].get_legend_handles_labels()[1]) == {"claimed (report)", "ours (mean ± std over seeds)"}
+    assert plots.save_figure(fig, tmp_path / "c.png").read_bytes()[:8] == PNG
