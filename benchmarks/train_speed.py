@@ -1,0 +1,225 @@
+"""Training speed of the Part I classifiers: our loop against a plain PyTorch one, in one process.
+
+    python benchmarks/train_speed.py [--device auto] [--steps 20] [--data-root DIR] [--dataset cifar10-jpeg]
+                                     [--workers 2] [--compile] [--experiments A-classifier ...]
+
+fast   cifar_nb.train.classifier.Loop.step: data resident on the device, augmentation batched on the device,
+       on CUDA channels_last + bf16 autocast (+ torch.compile with --compile).
+naive  the textbook loop: a torchvision DataLoader (--workers processes) over PIL images with per-image
+       torchvision.transforms.v2 doing the same augmentation recipe, fp32, eager.
+
+Both train the experiment's network with its optimiser, scheduler and batch size. Only optimisation steps are
+timed (after warm-up steps), not evaluation. E-classifier runs on AddNIST (its report's dataset), the others on
+--dataset (default the CIFAR-10 JPEG stand-in: full CIFAR-100 is not available offline; the step cost is
+the same for any 32x32 dataset but for the 10- vs 100-way linear layer). Results go to
+benchmarks/results/<device>-train_speed.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from cifar_nb import augment, data, experiments
+from cifar_nb.models import build_for_config
+from cifar_nb.runs import device_name
+from cifar_nb.train.classifier import Loop
+from cifar_nb.train.optim import build_optimizer, build_scheduler
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_EXPERIMENTS = ("A-classifier", "B-classifier", "C-classifier", "E-classifier")
+
+
+def pil_transform(spec: dict, info):
+    """The augment spec as a per-image torchvision.transforms.v2 pipeline on PIL images (same order as
+    cifar_nb.augment: augmix, colour, rotation, affine, crop, flips, then tensor noise and normalisation)."""
+    from torchvision.transforms import v2
+    ts = []
+    if spec.get("augmix"):
+        ts.append(v2.AugMix(**(spec["augmix"] if isinstance(spec["augmix"], dict) else {})))
+    if spec.get("color_jitter"):
+        cj = dict(spec["color_jitter"])
+        p = cj.pop("p", 1.0)
+        ts.append(v2.RandomApply([v2.ColorJitter(**cj)], p=p))
+    if spec.get("rotation"):
+        ts.append(v2.RandomRotation(spec["rotation"]))
+    if spec.get("affine"):
+        af = dict(spec["affine"])
+        p = af.pop("p", 1.0)
+        af.setdefault("degrees", 0)   # optional in our spec, required by RandomAffine
+        ts.append(v2.RandomApply([v2.RandomAffine(**af)], p=p))
+    if spec.get("crop"):
+        crop = v2.RandomCrop(info.image_size, padding=spec["crop"],
+                             padding_mode="reflect" if spec.get("pad_mode") == "reflect" else "constant")
+        ts.append(v2.RandomApply([crop], p=spec.get("crop_p", 1.0)))
+    if spec.get("hflip"):
+        ts.append(v2.RandomHorizontalFlip(spec["hflip"]))
+    if spec.get("vflip"):
+        ts.append(v2.RandomVerticalFlip(spec["vflip"]))
+    ts += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    if spec.get("noise_var"):
+        noise = v2.GaussianNoise(sigma=spec["noise_var"] ** 0.5, clip=False)
+        ts.append(v2.RandomApply([noise], p=spec.get("noise_p", 1.0)))
+    ts.append(v2.Normalize(info.mean, info.std))
+    return v2.Compose(ts)
+
+
+class PILDataset(torch.utils.data.Dataset):
+    """Images kept as uint8 arrays and turned into PIL images one at a time, like torchvision's CIFAR."""
+
+    def __init__(self, imageset, transform):
+        self.images = imageset.images.cpu().permute(0, 2, 3, 1).contiguous().numpy()
+        self.labels = imageset.labels.cpu().tolist()
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        return self.transform(Image.fromarray(self.images[i])), self.labels[i]
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fast(cfg, train_set, device, steps, warmup, use_compile):
+    loop = Loop(cfg, train_set, device, use_compile=use_compile)
+    for _ in range(warmup):
+        loop.step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss, _ = loop.step()
+    loss.item()   # wait for the last step
+    _sync(device)
+    return steps / (time.perf_counter() - t0)
+
+
+def time_naive(cfg, train_set, device, steps, warmup, workers):
+    info = train_set.info
+    torch.manual_seed(cfg.seed)
+    model = build_for_config(cfg, info.num_classes, info.image_size, info.channels).to(device).train()
+    opt = build_optimizer(model.parameters(), cfg.optimizer)
+    sched, every = build_scheduler(opt, cfg.scheduler, cfg.steps)
+    loader = torch.utils.data.DataLoader(PILDataset(train_set, pil_transform(cfg.augment, info)),
+                                         batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=workers, pin_memory=device.type == "cuda",
+                                         persistent_workers=workers > 0)
+    smoothing = float(cfg.train.get("label_smoothing", 0.0))
+    it, n = iter(loader), 0
+
+    def step():
+        nonlocal it, n
+        try:
+            x, y = next(it)
+        except StopIteration:
+            it = iter(loader)
+            x, y = next(it)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        n += 1
+        if sched is not None and n % every == 0:
+            sched.step()
+        return loss
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    loss.item()
+    _sync(device)
+    rate = steps / (time.perf_counter() - t0)
+    del it, loader
+    return rate
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per loop")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--data-root", default=None, help="default: $CIFAR_NB_DATA")
+    p.add_argument("--dataset", default="cifar10-jpeg", help="for A, B, C (E always uses addnist)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the naive loop")
+    p.add_argument("--compile", action="store_true", help="torch.compile the fast loop's model")
+    p.add_argument("--experiments", nargs="+", default=list(DEFAULT_EXPERIMENTS))
+    p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<device>-train_speed.json)")
+    args = p.parse_args(argv)
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if args.device == "auto" else args.device)
+    name = device_name(device)
+    rows, sets = [], {}
+    load_before = _loadavg()
+    print(f"device: {name}; torch {torch.__version__}; {args.steps} timed steps after {args.warmup} warm-up steps")
+    for exp_name in args.experiments:
+        exp = experiments.get(exp_name)
+        dataset = "addnist" if exp.config.dataset == "addnist" else args.dataset
+        if dataset not in sets:
+            sets[dataset] = data.load(dataset, "train", root=args.data_root, device=device)
+        train_set = sets[dataset]
+        cfg = exp.make_config(dataset=dataset)
+        n_params = sum(p.numel() for p in build_for_config(
+            cfg, train_set.info.num_classes, train_set.info.image_size, train_set.info.channels).parameters())
+        fast = time_fast(cfg, train_set, device, args.steps, args.warmup, args.compile)
+        naive = time_naive(cfg, train_set, device, args.steps, args.warmup, args.workers)
+        row = dict(experiment=exp_name, model=cfg.model, dataset=train_set.info.display_name, params=n_params,
+                   batch_size=cfg.batch_size, augment=cfg.augment, fast_steps_per_s=fast, naive_steps_per_s=naive,
+                   speedup=fast / naive, fast_10k_steps_min=10_000 / fast / 60, naive_10k_steps_min=10_000 / naive / 60)
+        rows.append(row)
+        print(f"  {exp_name}: fast {fast:.3f} steps/s, naive {naive:.3f} steps/s", flush=True)
+
+    head = f"{'experiment':<14} {'model':<18} {'params':>7} {'batch':>5} {'fast/s':>8} {'naive/s':>8} {'ratio':>6} " \
+           f"{'10k fast':>9} {'10k naive':>10}"
+    print("\n" + head + "\n" + "-" * len(head))
+    for r in rows:
+        print(f"{r['experiment']:<14} {r['model']:<18} {r['params']:>7,} {r['batch_size']:>5} "
+              f"{r['fast_steps_per_s']:>8.3f} {r['naive_steps_per_s']:>8.3f} {r['speedup']:>6.2f} "
+              f"{_hm(r['fast_10k_steps_min']):>9} {_hm(r['naive_10k_steps_min']):>10}")
+    out = Path(args.out) if args.out else RESULTS / f"{slug(name)}-train_speed.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import torchvision
+    record = dict(device=str(device), device_name=name, torch=torch.__version__, torchvision=torchvision.__version__,
+                  date=datetime.now(timezone.utc).isoformat(timespec="seconds"), steps=args.steps, warmup=args.warmup,
+                  naive_workers=args.workers, compile=args.compile, threads=torch.get_num_threads(),
+                  cpu_count=os.cpu_count(), load_average_before=load_before, load_average_after=_loadavg(), rows=rows)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"\nwrote {out} (load average {load_before} before, {record['load_average_after']} after, "
+          f"{os.cpu_count()} cores)")
+    return 0
+
+
+def _loadavg():
+    """1-minute load average: other processes on the machine make the timings worth less."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def _hm(minutes: float) -> str:
+    return f"{int(minutes // 60)}h{int(minutes % 60):02d}m"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
