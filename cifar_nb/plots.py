@@ -28,7 +28,7 @@ def _as_uint8(images) -> torch.Tensor:
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
-def image_grid(images, nrow: int = 8, title: str | None = None, pad: int = 2, scale: float = 2.0) -> Figure:
+def image_grid(images, nrow: int = 8, title: str | None = None, pad: int = 2, scale: float = 1.0) -> Figure:
     """A grid of images, `nrow` per row, drawn pixel for pixel (`scale` screen pixels per image pixel)."""
     import textwrap
     from torchvision.utils import make_grid

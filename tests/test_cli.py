@@ -72,11 +72,11 @@ def test_data_check_reports_every_dataset(data_root):
 
 @pytest.mark.slow
 def test_run_end_to_end_then_reuse(data_root, tmp_path):
-    args = ("run", "B-classifier", "--steps", "6", "--eval-every", "3", "--batch-size", "16", "--dataset",
+    args = ("run", "A-classifier", "--steps", "4", "--eval-every", "4", "--batch-size", "16", "--dataset",
             "cifar10-jpeg", "--device", "cpu", "--data-root", str(data_root), "--results-dir", str(tmp_path))
     first = cli(*args).stdout
     assert "trained" in first
     second = cli(*args).stdout
     assert "reused" in second
     metrics = json.loads((next(tmp_path.rglob("metrics.json"))).read_text())
-    assert metrics["steps"] == 6 and 0.0 <= metrics["test_acc"] <= 1.0
+    assert metrics["steps"] == 4 and 0.0 <= metrics["test_acc"] <= 1.0
