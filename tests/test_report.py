@@ -1,0 +1,129 @@
+"""cifar_nb.report: notebook parameter checks, verdict rules, tables and the leaderboard. No training:
+finished runs are written by hand into a temporary results folder."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cifar_nb import experiments, report, runs
+
+
+@pytest.mark.parametrize("bad, words", [
+    (dict(dataset="cifar1000"), "unknown dataset"),
+    (dict(dataset=100), "unknown dataset"),
+    (dict(steps=-5), "positive whole number"),
+    (dict(steps=2.5), "positive whole number"),
+    (dict(steps=True), "positive whole number"),
+    (dict(steps=10_001), "over the classifier budget"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(seeds=[]), "seeds"),
+    (dict(seeds=[0, -1]), "seeds"),
+    (dict(seeds=[1, 1]), "must not repeat"),
+    (dict(device="gpu"), "device"),
+    (dict(fid_samples=0), "fid_samples"),
+    (dict(data_root="/definitely/not/here"), "not a folder"),
+    (dict(preview="yes"), "preview"),
+])
+def test_bad_parameters_stop_with_one_clear_error(bad, words, tmp_path):
+    with pytest.raises(ValueError, match=words):
+        report.validate_parameters(["A-classifier"], results_dir=tmp_path, **bad)
+
+
+def test_unknown_experiment_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown experiment"):
+        report.validate_parameters(["Z-classifier"])
+
+
+def test_generator_steps_are_held_to_the_generator_budget(tmp_path):
+    P = report.validate_parameters(["A-generator"], steps=50_000, results_dir=tmp_path, device="cpu",
+                                   data_root=str(tmp_path))
+    assert P.config("A-generator").steps == 50_000
+    with pytest.raises(ValueError, match="generator budget"):
+        report.validate_parameters(["A-generator"], steps=50_001, results_dir=tmp_path)
+
+
+def test_overrides_change_the_config_and_defaults_keep_the_report_recipe(tmp_path):
+    P = report.validate_parameters(["B-classifier"], results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
+    assert P.config("B-classifier", 0) == experiments.get("B-classifier").config.replace(seed=0)
+    P = report.validate_parameters(["B-classifier"], dataset="cifar10-jpeg", steps=60, batch_size=32, seeds=3,
+                                   results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
+    cfg = P.config("B-classifier")
+    assert (cfg.dataset, cfg.steps, cfg.batch_size, cfg.seed) == ("cifar10-jpeg", 60, 32, 3)
+    assert cfg.eval_every <= 60 // 5          # a short run still draws a curve
+    P = report.validate_parameters(["B-generator"], preview=True, fid_samples=64, results_dir=tmp_path,
+                                   device="cpu", data_root=str(tmp_path))
+    cfg = P.config("B-generator")
+    assert cfg.steps == report.PREVIEW_STEPS["diffusion"]
+    assert cfg.train["fid_samples"] == 64 and cfg.train["sample_steps"] == report.PREVIEW_SAMPLE_STEPS
+
+
+def fake_run(results_dir, cfg, metrics: dict):
+    """Finished-run artifacts as runs.run writes them, without training."""
+    d = runs.run_dir(cfg, results_dir)
+    runs.atomic_write_json(d / "config.json", cfg.to_dict())
+    runs.write_history_csv(d / "history.csv", [{"step": cfg.steps, "test_acc": metrics.get("test_acc", 0)}])
+    runs.atomic_write_json(d / "env.json", {"device": "cpu", "device_name": "CPU", "torch": "x",
+                                            "git_commit": "abc", "wall_time_s": 1.5, "date": "2025-01-01"})
+    runs.atomic_write_json(d / "metrics.json", dict(metrics, params=99_000, steps=cfg.steps, seed=cfg.seed))
+    return runs.load_complete(cfg, results_dir)
+
+
+def test_verdict_rules(tmp_path):
+    exp = experiments.get("C-classifier")        # claims test_acc 0.631 ± 0.016
+    claim = exp.claims[0]
+    full = exp.config
+    near = [fake_run(tmp_path, full.replace(seed=s), {"test_acc": v}) for s, v in enumerate([0.62, 0.625, 0.63])]
+    assert report.verdict(exp, claim, near)[0] == report.REPRODUCED
+    far = [fake_run(tmp_path / "far", full.replace(seed=s), {"test_acc": v}) for s, v in enumerate([0.50, 0.51])]
+    v, why = report.verdict(exp, claim, far)
+    assert v == report.NOT_REPRODUCED and "lower" in why
+    # a wide spread over seeds widens what counts as agreement: 2 std
+    spread = [fake_run(tmp_path / "spread", full.replace(seed=s), {"test_acc": v})
+              for s, v in enumerate([0.50, 0.70])]
+    assert report.verdict(exp, claim, spread)[0] == report.REPRODUCED
+    standin = [fake_run(tmp_path / "s", full.replace(dataset="cifar10-jpeg"), {"test_acc": 0.631})]
+    assert report.verdict(exp, claim, standin)[0] == report.UNMEASURABLE
+    short = [fake_run(tmp_path / "p", full.replace(steps=60), {"test_acc": 0.631})]
+    assert report.verdict(exp, claim, short)[0] == report.UNMEASURABLE
+    assert report.verdict(exp, claim, [])[0] == report.UNMEASURABLE
+
+
+def test_fid_claims_are_unmeasurable_without_fid_and_report_a_breaks_its_rules(tmp_path):
+    exp = experiments.get("E-generator")
+    rs = [fake_run(tmp_path, exp.config, {"fd_cls": 12.0, "fid": None})]
+    v, why = report.verdict(exp, exp.claims[0], rs)
+    assert v == report.UNMEASURABLE and "FID" in why
+    assert report.rules_broken(experiments.get("A-generator"))
+    assert not report.rules_broken(experiments.get("E-generator"))
+    rows = {r["experiment"]: r for r in report.leaderboard_rows(tmp_path)}
+    assert rows["A-generator"]["verdict"] == report.BREAKS_RULES
+    assert rows["E-generator"]["verdict"] == report.UNMEASURABLE
+    assert set(rows) == set(experiments.REGISTRY)
+
+
+def test_leaderboard_prefers_the_report_set_up_and_reports_mean_and_sample_std(tmp_path):
+    exp = experiments.get("A-classifier")
+    fake_run(tmp_path, exp.config.replace(dataset="cifar10-jpeg", steps=60), {"test_acc": 0.2})
+    for s, v in enumerate([0.49, 0.50, 0.51]):
+        fake_run(tmp_path, exp.config.replace(seed=s), {"test_acc": v})
+    row = next(r for r in report.leaderboard_rows(tmp_path) if r["experiment"] == "A-classifier")
+    assert row["dataset"] == "cifar100" and row["seeds"] == 3
+    assert row["ours"] == pytest.approx(0.50) and row["ours_std"] == pytest.approx(0.01)   # ddof=1
+    assert row["verdict"] == report.REPRODUCED
+    table = report.leaderboard(tmp_path)
+    md = table._repr_markdown_()
+    assert "| A-classifier |" in md and "50.00 ± 1.00 %" in md
+    assert "A-classifier" in repr(table)
+
+
+def test_tables_escape_pipes_and_run_card_names_the_stand_in(tmp_path):
+    t = report.Table(["a", "b"], [["x|y", "1"]])
+    assert "x\\|y" in t._repr_markdown_()
+    P = report.validate_parameters(["A-classifier"], dataset="cifar10-jpeg", steps=60, preview=True,
+                                   results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
+    rs = [fake_run(tmp_path, P.config("A-classifier", s), {"test_acc": 0.3}) for s in P.seeds]
+    card = report.run_card(P, {"A-classifier": rs})._repr_html_()
+    assert "stand-in, not CIFAR-100" in card and "NOT a reproduction" in card
+    assert "60 of the 10,000-step classifier budget" in card
+    assert str(tmp_path) not in json.dumps(card)
