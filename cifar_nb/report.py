@@ -24,11 +24,16 @@ import json
 import os
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import budget, experiments, runs as runs_mod
 from .runs import RunConfig, RunResult
+
+# tqdm.auto falls back to the text bar without ipywidgets, warning with this venv's absolute path,
+# which would otherwise land in every executed notebook.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 # Dataset names the notebooks accept (cifar_nb.data resolves them); imagefolder:<path> is also allowed.
 DATASETS = ("cifar100", "cifar10", "cifar10-jpeg", "addnist")
