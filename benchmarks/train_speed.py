@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cifar_nb import augment, data, experiments
+from cifar_nb import data, experiments
 from cifar_nb.models import build_for_config
 from cifar_nb.runs import device_name
 from cifar_nb.train.classifier import Loop

@@ -470,7 +470,7 @@ def _imagefolder(dataset: str, arg: str, split: str, root) -> tuple[ImageSet, Da
             _atomic_save(o, path(s))
         obj = decoded[split]
     _expect_shape(dataset, src, obj)
-    classes, (n, c, h, w) = obj["classes"], obj["images"].shape
+    classes, (_, c, h, _) = obj["classes"], obj["images"].shape
     if dataset in ALIASES:
         info = describe(dataset)
     else:

@@ -60,35 +60,30 @@ def _histories(runs) -> list[list[dict]]:
     return [r.history if hasattr(r, "history") else list(r) for r in runs]
 
 
-def plot_history(runs, keys=("train_acc", "test_acc"), x: str = "step", title: str | None = None,
-                 ylabel: str | None = None, ax=None) -> Figure:
-    """Curves of `keys` against `x`: one thin line per seed, and the mean ± std (ddof=1) band across
-    seeds at the steps every seed logged. `runs`: a list of RunResult or of history lists."""
-    hists = _histories(runs)
-    fig = ax.figure if ax is not None else Figure(figsize=(6, 3.6), dpi=100)
-    ax = ax if ax is not None else fig.add_subplot()
-    for c, key in enumerate(keys):
-        color = f"C{c}"
-        curves = []
-        for h in hists:
-            pts = {r[x]: float(r[key]) for r in h if r.get(key) is not None and r.get(x) is not None}
-            if pts:
-                xs = sorted(pts)
-                ax.plot(xs, [pts[s] for s in xs], color=color, lw=0.8, alpha=0.35)
-                curves.append(pts)
-        if not curves:
-            continue
-        common = sorted(set.intersection(*(set(p) for p in curves)))
-        if not common:
-            continue
-        ys = np.array([[p[s] for s in common] for p in curves])
-        mean = ys.mean(0)
-        label = f"{key} (mean of {len(curves)} seed{'s' if len(curves) > 1 else ''}"
-        if len(curves) > 1:
-            std = ys.std(0, ddof=1)
-            ax.fill_between(common, mean - std, mean + std, color=color, alpha=0.2, lw=0)
-            label += " ± std"
-        ax.plot(common, mean, color=color, lw=1.8, label=label + ")")
+def _seed_band(ax, hists, key: str, x: str, color: str, label: str) -> bool:
+    """One thin line per seed plus the mean ± std (ddof=1) band at the steps every seed logged."""
+    curves = []
+    for h in hists:
+        pts = {r[x]: float(r[key]) for r in h if r.get(key) is not None and r.get(x) is not None}
+        if pts:
+            xs = sorted(pts)
+            ax.plot(xs, [pts[s] for s in xs], color=color, lw=0.8, alpha=0.35)
+            curves.append(pts)
+    common = sorted(set.intersection(*(set(p) for p in curves))) if curves else []
+    if not common:
+        return False
+    ys = np.array([[p[s] for s in common] for p in curves])
+    mean = ys.mean(0)
+    label = f"{label} (mean of {len(curves)} seed{'s' if len(curves) > 1 else ''}"
+    if len(curves) > 1:
+        std = ys.std(0, ddof=1)
+        ax.fill_between(common, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+        label += " ± std"
+    ax.plot(common, mean, color=color, lw=1.8, label=label + ")")
+    return True
+
+
+def _finish_axes(fig, ax, x: str, ylabel: str | None, title: str | None) -> Figure:
     ax.set_xlabel(x)
     if ylabel:
         ax.set_ylabel(ylabel)
@@ -99,6 +94,31 @@ def plot_history(runs, keys=("train_acc", "test_acc"), x: str = "step", title: s
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_history(runs, keys=("train_acc", "test_acc"), x: str = "step", title: str | None = None,
+                 ylabel: str | None = None, ax=None) -> Figure:
+    """Curves of `keys` against `x`: one thin line per seed, and the mean ± std (ddof=1) band across
+    seeds at the steps every seed logged. `runs`: a list of RunResult or of history lists."""
+    hists = _histories(runs)
+    fig = ax.figure if ax is not None else Figure(figsize=(6, 3.6), dpi=100)
+    ax = ax if ax is not None else fig.add_subplot()
+    for c, key in enumerate(keys):
+        _seed_band(ax, hists, key, x, f"C{c}", key)
+    return _finish_axes(fig, ax, x, ylabel, title)
+
+
+def plot_comparison(groups: dict, key: str = "loss", x: str = "step", title: str | None = None,
+                    ylabel: str | None = None, ax=None) -> Figure:
+    """One metric for several experiments on one axis, a colour each: `groups` maps a label to the runs
+    (RunResults or history lists) of one experiment. Used where a report compares arms of an ablation."""
+    if not groups:
+        raise ValueError("plot_comparison needs at least one group of runs")
+    fig = ax.figure if ax is not None else Figure(figsize=(6, 3.6), dpi=100)
+    ax = ax if ax is not None else fig.add_subplot()
+    for c, (label, runs) in enumerate(groups.items()):
+        _seed_band(ax, _histories(runs), key, x, f"C{c}", label)
+    return _finish_axes(fig, ax, x, ylabel, title)
 
 
 def plot_claims(rows: list[dict], title: str | None = None, xlabel: str | None = None) -> Figure:

@@ -478,7 +478,7 @@ def preview_plan(experiment: str, dataset: str | None = None, retrain_steps: int
 
 
 def for_notebook(P, experiment: str, scale: float | None = None, n_jobs: int = 1) -> SearchResult:
-    """One search with a notebook's parameters (cifar_nb.report.Params): report D's plan (scale 1), a
+    """One search with a notebook's parameters (cifar_nb.notebook.Params): report D's plan (scale 1), a
     scaled one, or in a preview the tiny preview plan. `steps`, when set, is the retrain's."""
     if P.preview and scale is None:
         plan = preview_plan(experiment, P.dataset, retrain_steps=P.steps or 60, batch_size=P.batch_size)
@@ -492,7 +492,7 @@ def for_notebook(P, experiment: str, scale: float | None = None, n_jobs: int = 1
 def families_table(dataset: str = "cifar100"):
     """Each family: layers, parameters at width 1, and the width that fits the classifier budget."""
     from .experiments import _shape_of
-    from .report import Table
+    from .notebook import Table
     shape = _shape_of(dataset)
     rows = []
     for name, spec in FAMILIES.items():
@@ -530,7 +530,7 @@ def space_rows() -> list[tuple[str, str]]:
 
 
 def space_table():
-    from .report import Table
+    from .notebook import Table
     return Table(["parameter", "distribution"], [list(r) for r in space_rows()],
                  caption="The search space (parameters of the unused optimisers are not sampled).")
 
@@ -550,7 +550,7 @@ REPORT_TOP3 = [("CNN6", "cnn6", "SGD lr 0.004278, momentum 0.00958, dampening 0.
 def top3_table(res: SearchResult):
     """Report D's three retrained models beside ours, rank by rank (the report's order: CNN6, CNN7, CNN2)."""
     from . import experiments
-    from .report import Table
+    from .notebook import Table
     claims = {c.metric: c.value for c in experiments.get("D-search").claims}
     rows = []
     top = [r.row() for r in res.retrained]
@@ -578,7 +578,7 @@ def _trial_recipe(res: SearchResult, row: dict) -> str:
 
 def compare_table(*results: SearchResult):
     """Searches side by side: what they cost and what they found."""
-    from .report import Table
+    from .notebook import Table
     sums = [r.summary() for r in results]
     def best_test(s):
         return _pct(s["top"][0]["test_acc"]) if s["top"] else "—"

@@ -148,8 +148,11 @@ def open_page(browser: Chromium, url: str, shots: Path, name: str) -> dict:
     # index.html redirects to the first page with a meta refresh: wait until the final page is complete
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        state = browser.evaluate("document.readyState + '|' + !!document.querySelector("
-                                 "'meta[http-equiv=refresh]')", s)
+        try:
+            state = browser.evaluate("document.readyState + '|' + !!document.querySelector("
+                                     "'meta[http-equiv=refresh]')", s)
+        except RuntimeError:     # the redirect destroyed the page's context mid-call: ask the new page
+            state = None
         if state == "complete|false":
             break
         time.sleep(0.2)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from cifar_nb import experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from cifar_nb import metrics as M
+from cifar_nb import sampling as S
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,33 +88,33 @@ def test_slerp_endpoints_norm_and_lerp_midpoint():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(5, 110, generator=g), torch.randn(5, 110, generator=g)
     b = b * (a.norm(dim=1, keepdim=True) / b.norm(dim=1, keepdim=True))      # equal norms per sample
-    assert torch.equal(M.slerp(a, b, 0.0), a) and torch.equal(M.slerp(a, b, 1.0), b)
+    assert torch.equal(S.slerp(a, b, 0.0), a) and torch.equal(S.slerp(a, b, 1.0), b)
     for t in (0.1, 0.5, 0.77):
-        torch.testing.assert_close(M.slerp(a, b, t).norm(dim=1), a.norm(dim=1), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(M.lerp(a, b, 0.5), (a + b) / 2)
-    assert torch.equal(M.lerp(a, b, 0.0), a) and torch.equal(M.lerp(a, b, 1.0), b)
+        torch.testing.assert_close(S.slerp(a, b, t).norm(dim=1), a.norm(dim=1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(S.lerp(a, b, 0.5), (a + b) / 2)
+    assert torch.equal(S.lerp(a, b, 0.0), a) and torch.equal(S.lerp(a, b, 1.0), b)
     # orthogonal unit vectors: the midpoint is on the circle, 45 degrees from each
     e0, e1 = torch.eye(2)
-    torch.testing.assert_close(M.slerp(e0, e1, 0.5), torch.tensor([1.0, 1.0]) / math.sqrt(2))
+    torch.testing.assert_close(S.slerp(e0, e1, 0.5), torch.tensor([1.0, 1.0]) / math.sqrt(2))
     # slerp is not lerp: the lerp midpoint of those has norm 1/sqrt(2)
-    assert abs(M.lerp(e0, e1, 0.5).norm().item() - 1 / math.sqrt(2)) < 1e-6
+    assert abs(S.lerp(e0, e1, 0.5).norm().item() - 1 / math.sqrt(2)) < 1e-6
 
 
 def test_slerp_near_parallel_and_image_latents():
     g = torch.Generator().manual_seed(1)
     a = torch.randn(3, 3, 8, 8, generator=g)                       # DDPM-style starting noise
     b = a + 1e-7 * torch.randn(a.shape, generator=g)
-    mid = M.slerp(a, b, 0.5)
+    mid = S.slerp(a, b, 0.5)
     assert mid.shape == a.shape and torch.isfinite(mid).all()
     torch.testing.assert_close(mid, a, rtol=0, atol=1e-5)
     c = torch.randn(3, 3, 8, 8, generator=g)
     c = c * (a.flatten(1).norm(dim=1) / c.flatten(1).norm(dim=1)).view(-1, 1, 1, 1)
-    torch.testing.assert_close(M.slerp(a, c, 0.3).flatten(1).norm(dim=1), a.flatten(1).norm(dim=1))
+    torch.testing.assert_close(S.slerp(a, c, 0.3).flatten(1).norm(dim=1), a.flatten(1).norm(dim=1))
 
 
 def test_interpolation_grid_conditions_on_nearer_endpoint():
     h = FakeHandle(conditional=True)
-    images, labels = M.interpolation_grid(h, n_rows=3, n_steps=6, mode="slerp", seed=7)
+    images, labels = S.interpolation_grid(h, n_rows=3, n_steps=6, mode="slerp", seed=7)
     assert images.shape == (3, 6, 3, 16, 16) and labels.shape == (3, 6)
     ts = torch.linspace(0, 1, 6)
     for j, t in enumerate(ts):
@@ -122,9 +123,9 @@ def test_interpolation_grid_conditions_on_nearer_endpoint():
     assert len(h.calls) == 6 and {c[2] for c in h.calls} == {7}      # one call per column, one seed
     z0, z1 = h.calls[0][0], h.calls[-1][0]
     assert not torch.equal(z0, z1)
-    torch.testing.assert_close(h.calls[3][0].norm(dim=1), M.slerp(z0, z1, ts[3].item()).norm(dim=1))
+    torch.testing.assert_close(h.calls[3][0].norm(dim=1), S.slerp(z0, z1, ts[3].item()).norm(dim=1))
     with pytest.raises(ValueError, match="slerp"):
-        M.interpolation_grid(h, mode="cubic")
+        S.interpolation_grid(h, mode="cubic")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,7 +154,7 @@ def test_feature_net_resizes_larger_images():
     big = fake_set(4, 32, seed=2).images
     feats, logits = fnet(big)
     assert feats.shape == (4, 12) and logits.shape == (4, 10)
-    torch.testing.assert_close(feats, fnet(M.resize_uint8(big, 16))[0])
+    torch.testing.assert_close(feats, fnet(S.resize_uint8(big, 16))[0])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,6 +51,23 @@ def test_plot_history_per_seed_and_band(tmp_path):
     assert plots.save_figure(fig, tmp_path / "h.png").read_bytes()[:8] == PNG
 
 
+def test_plot_comparison_colours_each_arm(tmp_path):
+    def hists(offset):
+        return [[{"step": s, "loss": 1.0 / (s + 1) + offset + 0.01 * seed} for s in range(0, 50, 10)]
+                for seed in range(2)]
+    fig = plots.plot_comparison({"sigmoid": hists(0.0), "linear": hists(0.5)}, key="loss", title="arms")
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["sigmoid (mean of 2 seeds ± std)", "linear (mean of 2 seeds ± std)"]
+    mean_lines = [ln for ln in ax.lines if ln.get_linewidth() > 1.5]
+    assert len(mean_lines) == 2 and mean_lines[0].get_color() != mean_lines[1].get_color()
+    # the linear arm's mean sits 0.5 above the sigmoid arm's at every step
+    assert np.allclose(mean_lines[1].get_ydata() - mean_lines[0].get_ydata(), 0.5)
+    assert plots.save_figure(fig, tmp_path / "c.png").read_bytes()[:8] == PNG
+    with pytest.raises(ValueError, match="at least one group"):
+        plots.plot_comparison({})
+
+
 def test_plot_claims(tmp_path):
     rows = [dict(label="test_acc", claim=0.631, claim_std=0.016, ours=0.60, ours_std=0.01),
             dict(label="train_loss", claim=1.144, ours=1.2),

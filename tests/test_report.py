@@ -1,4 +1,4 @@
-"""cifar_nb.report: notebook parameter checks, verdict rules, tables and the leaderboard. No training:
+"""cifar_nb.notebook/audit/report: notebook parameter checks, verdict rules, tables and the leaderboard. No training:
 finished runs are written by hand into a temporary results folder."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cifar_nb import experiments, report, runs
+from cifar_nb import audit, experiments, notebook, report, runs
 
 
 @pytest.mark.parametrize("bad, words", [
@@ -54,8 +54,8 @@ def test_overrides_change_the_config_and_defaults_keep_the_report_recipe(tmp_pat
     P = report.validate_parameters(["B-generator"], preview=True, fid_samples=64, results_dir=tmp_path,
                                    device="cpu", data_root=str(tmp_path))
     cfg = P.config("B-generator")
-    assert cfg.steps == report.PREVIEW_STEPS["diffusion"]
-    assert cfg.train["fid_samples"] == 64 and cfg.train["sample_steps"] == report.PREVIEW_SAMPLE_STEPS
+    assert cfg.steps == notebook.PREVIEW_STEPS["diffusion"]
+    assert cfg.train["fid_samples"] == 64 and cfg.train["sample_steps"] == notebook.PREVIEW_SAMPLE_STEPS
 
 
 def fake_run(results_dir, cfg, metrics: dict):
@@ -74,31 +74,31 @@ def test_verdict_rules(tmp_path):
     claim = exp.claims[0]
     full = exp.config
     near = [fake_run(tmp_path, full.replace(seed=s), {"test_acc": v}) for s, v in enumerate([0.62, 0.625, 0.63])]
-    assert report.verdict(exp, claim, near)[0] == report.REPRODUCED
+    assert audit.verdict(exp, claim, near)[0] == audit.REPRODUCED
     far = [fake_run(tmp_path / "far", full.replace(seed=s), {"test_acc": v}) for s, v in enumerate([0.50, 0.51])]
-    v, why = report.verdict(exp, claim, far)
-    assert v == report.NOT_REPRODUCED and "lower" in why
+    v, why = audit.verdict(exp, claim, far)
+    assert v == audit.NOT_REPRODUCED and "lower" in why
     # a wide spread over seeds widens what counts as agreement: 2 std
     spread = [fake_run(tmp_path / "spread", full.replace(seed=s), {"test_acc": v})
               for s, v in enumerate([0.50, 0.70])]
-    assert report.verdict(exp, claim, spread)[0] == report.REPRODUCED
+    assert audit.verdict(exp, claim, spread)[0] == audit.REPRODUCED
     standin = [fake_run(tmp_path / "s", full.replace(dataset="cifar10-jpeg"), {"test_acc": 0.631})]
-    assert report.verdict(exp, claim, standin)[0] == report.UNMEASURABLE
+    assert audit.verdict(exp, claim, standin)[0] == audit.UNMEASURABLE
     short = [fake_run(tmp_path / "p", full.replace(steps=60), {"test_acc": 0.631})]
-    assert report.verdict(exp, claim, short)[0] == report.UNMEASURABLE
-    assert report.verdict(exp, claim, [])[0] == report.UNMEASURABLE
+    assert audit.verdict(exp, claim, short)[0] == audit.UNMEASURABLE
+    assert audit.verdict(exp, claim, [])[0] == audit.UNMEASURABLE
 
 
 def test_fid_claims_are_unmeasurable_without_fid_and_report_a_breaks_its_rules(tmp_path):
     exp = experiments.get("E-generator")
     rs = [fake_run(tmp_path, exp.config, {"fd_cls": 12.0, "fid": None})]
-    v, why = report.verdict(exp, exp.claims[0], rs)
-    assert v == report.UNMEASURABLE and "FID" in why
-    assert report.rules_broken(experiments.get("A-generator"))
-    assert not report.rules_broken(experiments.get("E-generator"))
-    rows = {r["experiment"]: r for r in report.leaderboard_rows(tmp_path)}
-    assert rows["A-generator"]["verdict"] == report.BREAKS_RULES
-    assert rows["E-generator"]["verdict"] == report.UNMEASURABLE
+    v, why = audit.verdict(exp, exp.claims[0], rs)
+    assert v == audit.UNMEASURABLE and "FID" in why
+    assert audit.rules_broken(experiments.get("A-generator"))
+    assert not audit.rules_broken(experiments.get("E-generator"))
+    rows = {r["experiment"]: r for r in audit.leaderboard_rows(tmp_path)}
+    assert rows["A-generator"]["verdict"] == audit.BREAKS_RULES
+    assert rows["E-generator"]["verdict"] == audit.UNMEASURABLE
     assert set(rows) == set(experiments.REGISTRY)
 
 
@@ -107,23 +107,27 @@ def test_leaderboard_prefers_the_report_set_up_and_reports_mean_and_sample_std(t
     fake_run(tmp_path, exp.config.replace(dataset="cifar10-jpeg", steps=60), {"test_acc": 0.2})
     for s, v in enumerate([0.49, 0.50, 0.51]):
         fake_run(tmp_path, exp.config.replace(seed=s), {"test_acc": v})
-    row = next(r for r in report.leaderboard_rows(tmp_path) if r["experiment"] == "A-classifier")
+    row = next(r for r in audit.leaderboard_rows(tmp_path) if r["experiment"] == "A-classifier")
     assert row["dataset"] == "cifar100" and row["seeds"] == 3
     assert row["ours"] == pytest.approx(0.50) and row["ours_std"] == pytest.approx(0.01)   # ddof=1
-    assert row["verdict"] == report.REPRODUCED
+    assert row["verdict"] == audit.REPRODUCED
     table = report.leaderboard(tmp_path)
     md = table._repr_markdown_()
     assert "| A-classifier |" in md and "50.00 ± 1.00 %" in md
     assert "A-classifier" in repr(table)
+    # report D's experiments carry the mark on their name, not on whatever size a run had
+    names = table.column("experiment")
+    assert "D-search (OUT OF BUDGET)" in names and "A-classifier" in names
+    assert not any("OUT OF BUDGET" in str(p) for p in table.column("params (ours / claimed)"))
 
 
 def test_tables_escape_pipes_and_run_card_names_the_stand_in(tmp_path):
-    t = report.Table(["a", "b"], [["x|y", "1"]])
+    t = notebook.Table(["a", "b"], [["x|y", "1"]])
     assert "x\\|y" in t._repr_markdown_()
     P = report.validate_parameters(["A-classifier"], dataset="cifar10-jpeg", steps=60, preview=True,
                                    results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
     rs = [fake_run(tmp_path, P.config("A-classifier", s), {"test_acc": 0.3}) for s in P.seeds]
-    card = report.run_card(P, {"A-classifier": rs})._repr_html_()
+    card = notebook.run_card(P, {"A-classifier": rs})._repr_html_()
     assert "stand-in, not CIFAR-100" in card and "NOT a reproduction" in card
     assert "60 of the 10,000-step classifier budget" in card
     assert str(tmp_path) not in json.dumps(card)

@@ -62,7 +62,7 @@ def autocast(device: torch.device):
 
 
 class DDPMGenerator:
-    """Report B's DDPM as a metrics.GeneratorHandle. latents = the starting noise x_T, shape (n, C, H, W).
+    """Report B's DDPM as a sampling.GeneratorHandle. latents = the starting noise x_T, shape (n, C, H, W).
 
     decode(latents, labels, seed) runs the ancestral sampler from x_T, in batches, with per-step noise
     drawn on the sampling device from a generator seeded by `seed`: the same (latents, labels, seed)

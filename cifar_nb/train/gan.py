@@ -158,7 +158,7 @@ def train_step(s: SimpleNamespace, x_uint8: torch.Tensor, step: int, g: torch.Ge
 
 
 class GANGenerator:
-    """A trained DCGAN as a metrics.GeneratorHandle: latents are N(0, I) vectors of length latent_dim,
+    """A trained DCGAN as a sampling.GeneratorHandle: latents are N(0, I) vectors of length latent_dim,
     decoded by G in eval mode (BatchNorm running statistics, so an image depends on its latent only),
     scored by D's probability sigmoid(D(x)). A GAN has no decoder noise, so `seed` is ignored."""
 
