@@ -19,6 +19,8 @@ the interpolations) and calls `evaluate_generator` once at the end.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import math
 import os
@@ -43,6 +45,10 @@ INCEPTION_ENV = "CIFAR_NB_INCEPTION_WEIGHTS"
 FID_REFERENCE = "CIFAR-100 test, 10,000 images"
 FID_METRIC = f"FID (torch-fidelity {torch_fidelity.__version__}, inception-v3-compat, 2048-d pool features)"
 FEATURE_STEPS = 2000
+# What evaluate_generator trains its FD-cls classifier for when not told: the protocol's FEATURE_STEPS,
+# or less inside `feature_steps_default` (a CPU preview). Not part of a run's config, so the choice is
+# recorded in every run's fd_cls_metric text instead.
+_FEATURE_STEPS = contextvars.ContextVar("feature_steps", default=FEATURE_STEPS)
 
 # The classifier whose penultimate features define FD-cls: report C's DenseNet (its model defaults) with
 # a short, plain recipe (no AugMix: these features only need to be stable, not state of the art).
@@ -51,6 +57,19 @@ FEATURE_CONFIG = RunConfig(
     optimizer={"name": "adam", "lr": 3e-3}, scheduler={"name": "cosine"},
     augment={"crop": 4, "pad_mode": "reflect", "hflip": 0.5}, eval_every=500,
 )
+
+
+@contextlib.contextmanager
+def feature_steps_default(steps: int):
+    """Within the block, evaluate_generator trains the FD-cls classifier `steps` steps unless given
+    feature_steps= itself (previews: a CPU cannot afford the protocol's 2,000)."""
+    if not (isinstance(steps, int) and steps > 0):
+        raise ValueError(f"feature steps must be a positive whole number, got {steps!r}")
+    token = _FEATURE_STEPS.set(steps)
+    try:
+        yield
+    finally:
+        _FEATURE_STEPS.reset(token)
 
 
 class MetricUnavailable(RuntimeError):
@@ -351,7 +370,7 @@ def nearest_neighbours(queries: torch.Tensor, train: torch.Tensor, k: int = 1, m
 
 def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None = None, run_dir=None,
                        data_root=None, device=None, seed: int | None = None, progress: bool | None = None,
-                       n_samples: int = 10_000, results_dir=None, feature_steps: int = FEATURE_STEPS,
+                       n_samples: int = 10_000, results_dir=None, feature_steps: int | None = None,
                        feature_net: FeatureNet | None = None, inception_weights=None,
                        interpolation: str = "slerp", nn_samples: int = 1000, lpips: bool = True,
                        batch_size: int = 500, n_grid: int = 64, train_set=None, test_set=None,
@@ -371,8 +390,9 @@ def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None
         scores = evaluate_generator(handle, ctx, n_samples=10_000, interpolation="slerp")
         return dict(final_metrics, **scores)
 
-    The FD-cls classifier is trained on first use (`feature_steps` steps, under `results_dir`, which
-    defaults to the results root holding run_dir) and reused after; `feature_net` replaces it (tests).
+    The FD-cls classifier is trained on first use (`feature_steps` steps, by default FEATURE_STEPS or the
+    enclosing `feature_steps_default`; under `results_dir`, which defaults to the results root holding
+    run_dir) and reused after; `feature_net` replaces it (tests).
     `train_set` / `test_set` are pre-loaded splits (data.ImageSet-like: .images uint8, .info); by
     default they are loaded with cifar_nb.data.
     """
@@ -399,6 +419,7 @@ def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None
     info = test_set.info
     size = int(test_set.images.shape[-1])
     if feature_net is None:
+        feature_steps = _FEATURE_STEPS.get() if feature_steps is None else feature_steps
         feature_net = feature_classifier(dataset, data_root, device, results_dir or run_dir.parent.parent,
                                          feature_steps, progress)
 

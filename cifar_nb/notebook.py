@@ -109,22 +109,13 @@ class Params:
                 if runs_mod.load_complete(c, self.results_dir) is None]
 
 
-@contextlib.contextmanager
 def _preview_feature_classifier(active: bool):
-    """In a preview, the FD-cls feature classifier trains PREVIEW_FEATURE_STEPS steps, not 2,000 (a CPU
-    preview cannot afford more; its FD-cls says how many steps its features had). Stopgap until the
-    generator trainers take a train["feature_steps"] knob: it swaps evaluate_generator's default."""
+    """In a preview the FD-cls feature classifier trains PREVIEW_FEATURE_STEPS steps, not 2,000: a CPU
+    preview cannot afford more, and its FD-cls text says how many steps its features had."""
     if not active:
-        yield
-        return
-    from . import metrics
-    kw = metrics.evaluate_generator.__kwdefaults__
-    old = kw["feature_steps"]
-    kw["feature_steps"] = PREVIEW_FEATURE_STEPS
-    try:
-        yield
-    finally:
-        kw["feature_steps"] = old
+        return contextlib.nullcontext()
+    from . import metrics      # torch-fidelity: imported only where a generator is scored
+    return metrics.feature_steps_default(PREVIEW_FEATURE_STEPS)
 
 
 def validate_parameters(experiment_names, *, device="auto", dataset=None, data_root=None, steps=None,

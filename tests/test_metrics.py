@@ -310,3 +310,34 @@ def test_feature_classifier_trains_once_and_loads(tmp_path, monkeypatch):
     again = M.feature_classifier(ds, data_root=tmp_path, results_dir=tmp_path / "results", steps=3, progress=False)
     assert again.run_hash == fnet.run_hash
     torch.testing.assert_close(again(x)[0], feats)                 # same weights, not retrained
+
+
+def test_feature_steps_default_reaches_the_fd_cls_classifier(monkeypatch, tmp_path):
+    """The protocol's 2,000 steps unless a block (a preview) lowers the default; an explicit value wins;
+    the default comes back when the block ends, also after an error inside it."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_classifier(dataset, data_root, device, results_dir, steps, progress):
+        seen.append(steps)
+        raise Stop
+
+    monkeypatch.setattr(M, "feature_classifier", fake_classifier)
+    s = fake_set(4, 16, 0)
+
+    def call(**kw):
+        with pytest.raises(Stop):
+            M.evaluate_generator(FakeHandle(), dataset="cifar10-jpeg", run_dir=tmp_path, train_set=s,
+                                 test_set=s, progress=False, **kw)
+
+    call()
+    with M.feature_steps_default(60):
+        call()
+        call(feature_steps=7)
+    call()
+    assert seen == [M.FEATURE_STEPS, 60, 7, M.FEATURE_STEPS]
+    with pytest.raises(ValueError, match="positive whole number"):
+        with M.feature_steps_default(0):
+            pass

@@ -131,3 +131,22 @@ def test_tables_escape_pipes_and_run_card_names_the_stand_in(tmp_path):
     assert "stand-in, not CIFAR-100" in card and "NOT a reproduction" in card
     assert "60 of the 10,000-step classifier budget" in card
     assert str(tmp_path) not in json.dumps(card)
+
+
+def test_a_preview_scores_generators_with_the_short_feature_classifier(monkeypatch, tmp_path):
+    """Params.run lowers the FD-cls classifier's steps for generator runs of a preview, and only there."""
+    from cifar_nb import metrics
+    seen = []
+
+    def fake_run_fn(cfg, **kw):
+        seen.append((cfg.experiment, metrics._FEATURE_STEPS.get()))
+        return fake_run(tmp_path, cfg, {"fd_cls": 1.0})
+
+    monkeypatch.setattr(runs, "run", fake_run_fn)
+    for preview in (True, False):
+        P = report.validate_parameters(["C-generator", "C-classifier"], preview=preview, steps=60, seeds=[0],
+                                       dataset="cifar10-jpeg", results_dir=tmp_path / str(preview),
+                                       device="cpu", data_root=str(tmp_path))
+        P.run_all()
+    assert seen == [("C-generator", notebook.PREVIEW_FEATURE_STEPS), ("C-classifier", metrics.FEATURE_STEPS),
+                    ("C-generator", metrics.FEATURE_STEPS), ("C-classifier", metrics.FEATURE_STEPS)]
