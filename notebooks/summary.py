@@ -43,7 +43,7 @@ report.summary_card(P)
 # against the report's, the dataset they used, the report's headline number and ours as mean ±
 # sample standard deviation over seeds (n = number of seeds), and the verdict with its reason.
 
-# %%
+# %% tags=["full-width"]
 report.leaderboard(P.results_dir)
 
 # %%
@@ -65,7 +65,7 @@ plots.plot_claims(report.leaderboard_claim_rows(P.results_dir, "acc"), title="He
 # The leaderboard shows one number per experiment; the reports make more. Here is each of them, with
 # where in the report it is printed.
 
-# %%
+# %% tags=["full-width"]
 report.all_claims(P.results_dir)
 
 # %% [markdown]
