@@ -307,16 +307,17 @@ def _rel(path: Path) -> str:
 
 def banner(P: Params) -> str:
     """HTML: a preview is a smoke test; any other departure from the report's set-up is named."""
-    departures = []
+    departures: dict[str, list[str]] = {}      # what departs -> the experiments it applies to
     for n in P.experiments:
         exp = experiments.get(n)
         if P.dataset_of(n) != exp.config.dataset:
-            departures.append(f"{n} runs on {dataset_label(P.dataset_of(n), P.data_root)[0]}, "
-                              f"a stand-in for {dataset_label(exp.config.dataset)[0]}")
+            departures.setdefault(f"trained on {dataset_label(P.dataset_of(n), P.data_root)[0]}, a stand-in "
+                                  f"for {dataset_label(exp.config.dataset)[0]}", []).append(n)
         steps = P.steps or exp.config.steps
         if steps != exp.config.steps:
-            departures.append(f"{n} trains {steps:,} of the report's {exp.config.steps:,} steps")
-    items = "".join(f"<li>{html.escape(d)}</li>" for d in dict.fromkeys(departures))
+            departures.setdefault(f"trained {steps:,} of the report's {exp.config.steps:,} steps", []).append(n)
+    items = "".join(f"<li>{html.escape(', '.join(names))}: {html.escape(what)}</li>"
+                    for what, names in departures.items())
     if P.preview:
         return ('<div class="admonition warning"><p class="admonition-title">Preview: these numbers are NOT a '
                 'reproduction</p><p>This notebook was executed with tiny budgets on whatever data is at hand, '
@@ -340,17 +341,16 @@ def run_card(P: Params, results: dict[str, list[RunResult]], final: bool = False
     import torch
     here = runs_mod.device_name(P.device)
     rows.append(("This notebook executed on", f"{P.device} — {here}"))
-    for n, rs in results.items():
+    for n, rs in results.items():       # one row per experiment: steps and parameters against the budget
         exp = experiments.get(n)
         steps = rs[0].config.steps if rs else (P.steps or exp.config.steps)
         a = budget.audit(exp.kind, n_params(n, rs), steps, exp.out_of_budget)
         ok = lambda b: "within budget" if b else "<b>over budget</b>"
-        rows.append((f"{n}: steps", f"{a['steps']:,} of the {a['max_steps']:,}-step {a['budget']} budget "
-                                    f"({ok(a['steps_ok'])}); the report trained {exp.config.steps:,}"))
-        rows.append((f"{n}: parameters", f"{a['params']:,} of {a['max_params']:,} ({ok(a['params_ok'])})"
-                                         + (f" {a['mark']}" if a["mark"] else "")))
-        if rs:
-            rows.append((f"{n}: batch size", f"{rs[0].config.batch_size:,}"))
+        rows.append((n, f"steps: {a['steps']:,} of the {a['max_steps']:,}-step {a['budget']} budget "
+                        f"({ok(a['steps_ok'])}; the report trained {exp.config.steps:,}) · "
+                        f"parameters: {a['params']:,} of {a['max_params']:,} ({ok(a['params_ok'])})"
+                        + (f" {a['mark']}" if a["mark"] else "")
+                        + (f" · batch size {rs[0].config.batch_size:,}" if rs else "")))
     rows.append(("Seeds", ", ".join(map(str, P.seeds)) + f" ({len(P.seeds)} runs per experiment)"))
     commits = sorted({e.get("git_commit", "unknown") for e in envs})
     rows.append(("Code (git commit)", f"runs: {', '.join(commits) or '—'}; this execution: "

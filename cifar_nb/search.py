@@ -365,6 +365,7 @@ def figures(study: optuna.Study, out: Path, mark: str = "") -> dict[str, Path]:
     Optuna's matplotlib backend needs only matplotlib. Importances use PED-ANOVA: fANOVA and
     mean-decrease-impurity need scikit-learn, which this environment does not have.
     """
+    import matplotlib
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
     out.mkdir(parents=True, exist_ok=True)
@@ -376,22 +377,34 @@ def figures(study: optuna.Study, out: Path, mark: str = "") -> dict[str, Path]:
     }
     paths = {}
     for name, plot in plots.items():
-        with warnings.catch_warnings():
+        # optuna's plots switch the global style to ggplot; keep that out of the notebook's later figures
+        with warnings.catch_warnings(), matplotlib.rc_context():
             warnings.simplefilter("ignore")
             try:
                 ax = plot()
             except (ValueError, RuntimeError, ZeroDivisionError) as e:   # e.g. too few complete trials
                 print(f"figure '{name}' skipped: {e}")
                 continue
-        if mark:
-            ax.set_title(f"{ax.get_title()} ({mark})")
-        fig = ax.figure
-        fig.set_size_inches(7, 3.6)
-        fig.tight_layout()
-        runs.atomic_write_bytes(out / f"{name}.png", _png(fig))
-        plt.close(fig)
+            mark_title(ax, mark)
+            fig = ax.figure
+            fig.set_size_inches(7, 3.6)
+            fig.tight_layout()
+            runs.atomic_write_bytes(out / f"{name}.png", _png(fig))
+            plt.close(fig)
         paths[name] = out / f"{name}.png"
     return paths
+
+
+def mark_title(ax, mark: str) -> None:
+    """Append `mark` to the plot's title, wherever the plot put it (optuna's importances title sits on
+    the left, over a narrow axes, where a longer title runs off the figure), as one title centred on
+    the figure."""
+    if not mark:
+        return
+    title = next((ax.get_title(loc) for loc in ("center", "left", "right") if ax.get_title(loc)), "")
+    for loc in ("center", "left", "right"):
+        ax.set_title("", loc=loc)
+    ax.figure.suptitle(f"{title} ({mark})" if title else mark)
 
 
 def _plot_curves(study: optuna.Study):

@@ -71,7 +71,7 @@ report.recipe(P, "A-classifier")
 # %% [markdown]
 # ## Parameters and budget
 
-# %%
+# %% tags=["full-width"]
 report.budget_table(P, runs)
 
 # %% [markdown]
@@ -91,7 +91,7 @@ plots.plot_history(runs["A-classifier"], keys=("train_loss", "test_loss"), ylabe
 # %% [markdown]
 # ## Claimed against measured
 
-# %%
+# %% tags=["full-width"]
 report.claims_table(P, runs)
 
 # %%

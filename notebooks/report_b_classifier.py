@@ -71,7 +71,7 @@ report.recipe(P, "B-classifier")
 # %% [markdown]
 # ## Parameters and budget
 
-# %%
+# %% tags=["full-width"]
 report.budget_table(P, runs)
 
 # %% [markdown]
@@ -90,7 +90,7 @@ plots.plot_history(runs["B-classifier"], keys=("train_loss", "test_loss"), ylabe
 # %% [markdown]
 # ## Claimed against measured: the final model
 
-# %%
+# %% tags=["full-width"]
 report.claims_table(P, {"B-classifier": runs["B-classifier"]})
 
 # %%
@@ -105,7 +105,7 @@ plots.plot_claims(report.claim_rows(P, {"B-classifier": runs["B-classifier"]}, "
 # jitter and random crops. The report's dropout rate is printed as "0.4%", which we read as a
 # probability of 0.4. The report's numbers are maxima over training, so ours are too.
 
-# %%
+# %% tags=["full-width"]
 report.ablation_table(P, runs, ABLATIONS)
 
 # %%

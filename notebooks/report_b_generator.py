@@ -79,7 +79,7 @@ report.recipe(P, "B-generator-linear")
 # %% [markdown]
 # ## Parameters and budget
 
-# %%
+# %% tags=["full-width"]
 report.budget_table(P, runs)
 
 # %% [markdown]
@@ -110,10 +110,10 @@ plots.plot_comparison({"sigmoid schedule": runs["B-generator-sigmoid-128"],
 # once per epoch; an execution that overrides the batch size, as a preview does, trains the two alike,
 # and their scores then agree to within run-to-run noise.
 
-# %%
+# %% tags=["full-width"]
 report.generator_table(P, runs)
 
-# %%
+# %% tags=["full-width"]
 report.claims_table(P, runs)
 
 # %%

@@ -69,7 +69,7 @@ report.recipe(P, "C-classifier")
 # %% [markdown]
 # ## Parameters and budget
 
-# %%
+# %% tags=["full-width"]
 report.budget_table(P, runs)
 
 # %% [markdown]
@@ -90,7 +90,7 @@ plots.plot_history(runs["C-classifier"], keys=("train_loss", "test_loss"), ylabe
 # %% [markdown]
 # ## Claimed against measured
 
-# %%
+# %% tags=["full-width"]
 report.claims_table(P, runs)
 
 # %%

@@ -62,7 +62,7 @@ report.recipe(P, "C-generator")
 # %% [markdown]
 # ## Parameters and budget
 
-# %%
+# %% tags=["full-width"]
 report.budget_table(P, runs)
 
 # %% [markdown]
@@ -79,10 +79,10 @@ plots.plot_history(runs["C-generator"], keys=("loss_d", "loss_g"), ylabel="BCE l
 #
 # FID against the CIFAR-100 test set where it can be measured; otherwise the labelled substitutes.
 
-# %%
+# %% tags=["full-width"]
 report.generator_table(P, runs)
 
-# %%
+# %% tags=["full-width"]
 report.claims_table(P, runs)
 
 # %%

@@ -129,7 +129,7 @@ search.space_table()
 # spends far more than 10,000 steps in total (the rules bound one training run, not a search); the
 # comparison table at the end counts them.
 
-# %%
+# %% tags=["full-width"]
 report.budget_table(P, runs)
 
 # %% [markdown]
@@ -157,16 +157,16 @@ for name, path in I.figures.items():
 # retrained the same way. Our families are not the report's, so a row compares two searches' picks,
 # not two copies of one network.
 
-# %%
+# %% tags=["full-width"]
 search.top3_table(D)
 
-# %%
+# %% tags=["full-width"]
 search.top3_table(I)
 
 # %% [markdown]
 # ## Side by side: out of budget and in budget
 
-# %%
+# %% tags=["full-width"]
 search.compare_table(D, I)
 
 # %% [markdown]

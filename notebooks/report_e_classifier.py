@@ -77,7 +77,7 @@ report.recipe(P, "E-classifier")
 # %% [markdown]
 # ## Parameters and budget
 
-# %%
+# %% tags=["full-width"]
 report.budget_table(P, runs)
 
 # %% [markdown]
@@ -96,7 +96,7 @@ plots.plot_history(runs["E-classifier"], keys=("train_loss", "test_loss"), ylabe
 # %% [markdown]
 # ## Claimed against measured
 
-# %%
+# %% tags=["full-width"]
 report.claims_table(P, runs)
 
 # %%

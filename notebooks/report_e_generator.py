@@ -65,7 +65,7 @@ report.recipe(P, "E-generator")
 # %% [markdown]
 # ## Parameters and budget
 
-# %%
+# %% tags=["full-width"]
 report.budget_table(P, runs)
 
 # %% [markdown]
@@ -80,10 +80,10 @@ plots.plot_history(runs["E-generator"], keys=("loss_d", "loss_g"), ylabel="BCE l
 # %% [markdown]
 # ## Scores
 
-# %%
+# %% tags=["full-width"]
 report.generator_table(P, runs)
 
-# %%
+# %% tags=["full-width"]
 report.claims_table(P, runs)
 
 # %%

@@ -130,6 +130,16 @@ def test_tables_escape_pipes_and_run_card_names_the_stand_in(tmp_path):
     card = notebook.run_card(P, {"A-classifier": rs})._repr_html_()
     assert "stand-in, not CIFAR-100" in card and "NOT a reproduction" in card
     assert "60 of the 10,000-step classifier budget" in card
+    # the banner names each departure once, with every experiment it applies to
+    P2 = report.validate_parameters(["B-classifier", "B-ablation-1"], dataset="cifar10-jpeg", steps=60,
+                                    preview=True, results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
+    items = notebook.banner(P2).split("<li>")[1:]
+    assert len(items) == 2, items
+    assert items[0].startswith("B-classifier, B-ablation-1: trained on CIFAR-10 (JPEG stand-in), a stand-in for")
+    assert items[1].startswith("B-classifier, B-ablation-1: trained 60 of the report&#x27;s 10,000 steps")
+    # one row per experiment carries both budgets
+    row = next(r for r in card.split("<tr>") if "<th>A-classifier</th>" in r)
+    assert "steps: 60 of the 10,000-step" in row and "parameters: " in row and "of 100,000 (within budget)" in row
     assert str(tmp_path) not in json.dumps(card)
 
 

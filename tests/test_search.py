@@ -182,3 +182,23 @@ def test_tiny_search_prunes_resumes_and_retrains(tiny_root, tmp_path):
     assert s["complete"] + s["pruned"] == 5 and s["pruned"] >= 1 and s["mark"] == ""
     figs = search.figures(study, res.dir)
     assert {"history", "intermediate"} <= set(figs) and all(p.stat().st_size > 1000 for p in figs.values())
+
+
+def test_figures_mark_the_title_once_and_leave_the_global_style_alone(tmp_path):
+    import matplotlib
+    from matplotlib.figure import Figure
+    for loc in ("left", "center"):
+        ax = Figure().add_subplot()
+        ax.set_title("Hyperparameter Importances", loc=loc)
+        search.mark_title(ax, "OUT OF BUDGET")
+        assert not any(ax.get_title(where) for where in ("left", "center", "right"))   # one title only
+        assert ax.figure.get_suptitle() == "Hyperparameter Importances (OUT OF BUDGET)"
+    dist = {"x": optuna.distributions.FloatDistribution(0, 10), "y": optuna.distributions.IntDistribution(0, 1)}
+    study = optuna.create_study(direction="maximize")
+    for i in range(8):
+        study.add_trial(optuna.trial.create_trial(params={"x": float(i), "y": i % 2}, distributions=dist,
+                                                  value=float(i), intermediate_values={1: i / 2, 2: float(i)}))
+    style = matplotlib.rcParams["axes.facecolor"], matplotlib.rcParams["axes.prop_cycle"]
+    figs = search.figures(study, tmp_path, mark="OUT OF BUDGET")
+    assert set(figs) == {"history", "intermediate", "importances"}
+    assert (matplotlib.rcParams["axes.facecolor"], matplotlib.rcParams["axes.prop_cycle"]) == style
