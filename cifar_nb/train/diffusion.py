@@ -34,14 +34,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..models import build_for_config
 from ..models.ddpm_schedule import Diffusion
 from ..runs import RunInterrupted, atomic_torch_save
+from .batches import EpochBatches, mix_seed
 from .optim import build_optimizer, build_scheduler
 
 DEFAULTS = dict(beta_schedule="sigmoid", timesteps=1000, ema=None, sample_steps=None, clip_x0=False,
                 fid_samples=10_000, sample_batch=500, log_every=None, compile=False, hflip=0.0)
 
-
-def _mix(seed: int, n: int) -> int:
-    return (seed * 1_000_003 + n) % (2**63 - 1)
 
 
 def options(cfg) -> dict:
@@ -185,19 +183,14 @@ def train(ctx) -> dict:
         torch.set_rng_state(state["torch_rng"])
 
     log_every = o["log_every"] or max(1, cfg.eval_every // 10)
-    steps_per_epoch = N // B        # drop the ragged last batch, as a DataLoader with drop_last would
+    batches = EpochBatches(N, B, cfg.seed, device)
     g = torch.Generator(device)
-    perm, perm_epoch = None, -1
     bar = ctx.progress_bar(step)
     model.train()
     t_train, steps_at_start = time.perf_counter(), step
     while step < cfg.steps:
-        epoch, pos = divmod(step, steps_per_epoch)
-        if epoch != perm_epoch:
-            perm = torch.randperm(N, generator=torch.Generator().manual_seed(_mix(cfg.seed, epoch))).to(device)
-            perm_epoch = epoch
-        idx = perm[pos * B:(pos + 1) * B]
-        g.manual_seed(_mix(cfg.seed, step))
+        idx = batches.indices(step)
+        g.manual_seed(mix_seed(cfg.seed, step))
         loss = train_step(s, data.images[idx], data.labels[idx], step, g)
         step += 1
         loss_sum, loss_n = loss_sum + loss, loss_n + 1

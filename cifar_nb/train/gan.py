@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from ..models import build_for_config
 from ..runs import RunInterrupted, atomic_torch_save
+from .batches import EpochBatches, mix_seed
 from .optim import build_optimizer, build_scheduler
 
 DEFAULTS = dict(real_label=1.0, fake_label=0.0, soft_labels=0.0, noisy_labels=0.0, instance_noise=0.0,
@@ -48,9 +49,6 @@ DEFAULTS = dict(real_label=1.0, fake_label=0.0, soft_labels=0.0, noisy_labels=0.
                 sample_batch=500, log_every=None, compile=False)
 STATS = ("loss_d", "loss_g", "d_real", "d_fake")
 
-
-def _mix(seed: int, n: int) -> int:
-    return (seed * 1_000_003 + n) % (2**63 - 1)
 
 
 def options(cfg) -> dict:
@@ -222,19 +220,14 @@ def train(ctx) -> dict:
         torch.set_rng_state(state["torch_rng"])
 
     log_every = o["log_every"] or max(1, cfg.eval_every // 10)
-    steps_per_epoch = N // B        # drop the ragged last batch, as a DataLoader with drop_last would
+    batches = EpochBatches(N, B, cfg.seed, device)
     g = torch.Generator(device)
-    perm, perm_epoch = None, -1
     bar = ctx.progress_bar(step)
     model.train()
     t_train, steps_at_start = time.perf_counter(), step
     while step < cfg.steps:
-        epoch, pos = divmod(step, steps_per_epoch)
-        if epoch != perm_epoch:
-            perm = torch.randperm(N, generator=torch.Generator().manual_seed(_mix(cfg.seed, epoch))).to(device)
-            perm_epoch = epoch
-        g.manual_seed(_mix(cfg.seed, step))
-        stats = train_step(s, data.images[perm[pos * B:(pos + 1) * B]], step, g)
+        g.manual_seed(mix_seed(cfg.seed, step))
+        stats = train_step(s, data.images[batches.indices(step)], step, g)
         step += 1
         if s.sched_g is not None and step % s.every == 0:
             s.sched_g.step()
