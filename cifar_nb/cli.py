@@ -5,6 +5,8 @@
                                         [--device auto|cpu|cuda] [--data-root DIR] [--results-dir DIR]
                                         [--batch-size B] [--time-limit SECONDS] [--force]
     python -m cifar_nb data check [--data-root DIR]
+    python -m cifar_nb queue [--json]     every full-budget run of the book: state, device, estimates
+    python -m cifar_nb queue run --device cpu [--seconds N] [--only NAME ...] [--threads T] [--parallel K]
     python -m cifar_nb execute ...        (papermill execution of the book's notebooks; see --help)
     python -m cifar_nb search ...         (report D's Optuna search; see --help)
 """
@@ -89,6 +91,32 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_queue(args) -> int:
+    from . import queue
+    if args.action is None:
+        entries = queue.plan(args.data_root, args.results_dir)
+        if args.json:
+            print(json.dumps([e.to_json() for e in entries], indent=2))
+        else:
+            queue.print_plan(entries)
+        return 0
+    if args.parallel > 1:
+        return queue.work_parallel(args.parallel, args.argv)
+    from .runtime import resolve_device as to_device
+    try:
+        device = to_device(args.device)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return queue.work(device, args.seconds, args.only, data_root=args.data_root, results_dir=args.results_dir,
+                          runtime_overrides={"amp": False, "compile": False, "channels_last": False}
+                          if args.fp32 else None)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Sub-tools with their own argument parsers.
@@ -128,8 +156,22 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--data-root")
     q.set_defaults(fn=cmd_data)
 
+    q = sub.add_parser("queue", help="every full-budget run: state and estimates; `queue run` trains them")
+    q.add_argument("action", nargs="?", choices=["run"], help="run: work through the pending runs")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
+    q.add_argument("--seconds", type=float, help="stop cleanly (checkpointed) before this many seconds")
+    q.add_argument("--only", nargs="+", metavar="NAME", help="only these experiments (any plan, even GPU ones)")
+    q.add_argument("--threads", type=int, help="intra-op threads per worker")
+    q.add_argument("--parallel", type=int, default=1, help="workers side by side (each claims its own run)")
+    q.add_argument("--fp32", action="store_true", help="plain fp32 eager, no bf16/channels_last/compile")
+    q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
+    q.add_argument("--results-dir", help="where artifacts go (default: results/ or $CIFAR_NB_RESULTS)")
+    q.set_defaults(fn=cmd_queue)
+
     sub.add_parser("execute", help="execute the book's notebooks with papermill (see: execute --help)")
     sub.add_parser("search", help="report D's architecture search in Optuna (see: search --help)")
 
     args = p.parse_args(argv)
+    args.argv = argv[1:]
     return args.fn(args)

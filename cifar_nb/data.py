@@ -15,7 +15,7 @@ Names (`describe` and `load` take the same ones):
 
 Where things are: the data root is the `root` argument, else $CIFAR_NB_DATA. Work that is slow to redo (50k
 decoded JPEGs, the generated AddNIST) is cached under $CIFAR_NB_CACHE, else
-<root>/.cache when the root is writable, else ~/.cache/cifar_nb. Cache entries are named by a fingerprint of
+$XDG_CACHE_HOME/cifar_nb, else ~/.cache/cifar_nb (never in the data root). Cache entries are named by a fingerprint of
 their source, written to a temporary name and renamed into place, so a stale or half-written entry is never
 read. Downloads happen only when asked for (download=True or CIFAR_NB_DOWNLOAD=1).
 """
@@ -125,19 +125,15 @@ def data_root(root=None, must_exist: bool = True) -> Path:
 
 
 def cache_dir(root=None) -> Path:
-    """$CIFAR_NB_CACHE, else <root>/.cache when the root is writable, else ~/.cache/cifar_nb."""
+    """$CIFAR_NB_CACHE, else $XDG_CACHE_HOME/cifar_nb, else ~/.cache/cifar_nb; never inside the data root.
+
+    A data folder is the user's, often shared or read-only, so nothing derived from it is written there.
+    (`root` is accepted for the callers' symmetry; the cache does not depend on it: entries are named by a
+    fingerprint of their source.)"""
     if os.environ.get("CIFAR_NB_CACHE"):
         path = Path(os.environ["CIFAR_NB_CACHE"]).expanduser()
     else:
-        try:
-            r = data_root(root)
-        except DataError:
-            r = None
-        # a root without write bits is read-only by intent, even to root (whom os.access lets write)
-        if r is not None and os.access(r, os.W_OK) and r.stat().st_mode & 0o222:
-            path = r / ".cache"
-        else:
-            path = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "cifar_nb"
+        path = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "cifar_nb"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -3,11 +3,15 @@
 A run is fully described by a `RunConfig`. Its artifacts live in `results/<experiment>/<config-hash>/`:
 
     config.json    the config (written first)
-    checkpoint.ckpt  training state while the run is unfinished (atomic; removed when complete)
     history.csv    evaluations during training
     env.json       device, GPU, torch version, git commit, wall time, date
     metrics.json   final metrics, written last: its presence is what marks the run complete
     *.png, *.pt    small figures and weights written by the trainer
+
+While a run is unfinished its training state lives in the checkpoint store, outside the work tree
+(`checkpoint_path`: <cache dir>/checkpoints/, see cifar_nb.data.cache_dir), because a work tree may be laid
+anew while the machine and its cache stay. It is written by wall clock (every `checkpoint_every_s`, 4 min by
+default) and when SIGINT or SIGTERM arrives, and removed once the run is complete.
 
 Asking for a run whose artifacts are complete returns them without training: this is how the
 notebooks re-execute on a CPU from results made on a GPU. Where the data lives (`data_root`) and
@@ -24,7 +28,9 @@ import io
 import json
 import os
 import platform
+import signal
 import subprocess
+import threading
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,8 +43,8 @@ import torch
 from . import budget
 
 RUN_KINDS = ("classifier", "gan", "diffusion")
-CHECKPOINT = "checkpoint.ckpt"
 DEFAULT_RESULTS = Path(os.environ.get("CIFAR_NB_RESULTS", "results"))
+CHECKPOINT_EVERY_S = 240.0
 
 
 @dataclass
@@ -206,7 +212,9 @@ def environment_record(device: torch.device | str) -> dict:
 # running
 
 class RunInterrupted(RuntimeError):
-    """Training stopped early (a time limit or a simulated kill) after saving a checkpoint."""
+    """Training stopped early (a time limit, a signal, or a simulated kill) after saving a checkpoint."""
+
+    signalled: str | None = None   # "SIGINT" / "SIGTERM" when a signal stopped it
 
 
 @dataclass
@@ -220,17 +228,26 @@ class RunContext:
     time_limit_s: float | None = None   # checkpoint and stop once this much wall time has passed
     stop_at_step: int | None = None     # checkpoint and stop at this step (tests simulate a kill)
     progress: bool = True
-    checkpoint_every: int = 1000
+    progress_interval_s: float = 2.0
+    checkpoint_every: int | None = None         # also checkpoint every this many steps (tests)
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S
+    checkpoint_file: Path | None = None
+    runtime: Any = None                 # cifar_nb.runtime.Runtime; the trainer fills in its default
     started: float = field(default_factory=time.monotonic)
     history: list = field(default_factory=list)
+    signalled: str | None = None        # the name of a SIGINT/SIGTERM that arrived during training
+
+    def __post_init__(self):
+        self._last_checkpoint = time.monotonic()
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.run_dir / CHECKPOINT
+        return self.checkpoint_file or checkpoint_path(self.config, self.run_dir.parent.parent)
 
     def save_checkpoint(self, state: dict) -> None:
         state = dict(state, history=list(self.history), elapsed_s=self.elapsed())
         atomic_torch_save(self.checkpoint_path, state)
+        self._last_checkpoint = time.monotonic()
 
     def load_checkpoint(self) -> dict | None:
         if not self.checkpoint_path.exists():
@@ -245,12 +262,23 @@ class RunContext:
 
     def should_checkpoint(self, step: int) -> bool:
         """Call after finishing `step` (1-based count of steps done)."""
-        return step % self.checkpoint_every == 0 or self.should_stop(step)
+        if self.checkpoint_every and step % self.checkpoint_every == 0:
+            return True
+        return time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s or self.should_stop(step)
 
     def should_stop(self, step: int) -> bool:
+        if self.signalled is not None:
+            return True
         if self.stop_at_step is not None and step >= self.stop_at_step:
             return True
         return self.time_limit_s is not None and time.monotonic() - self.started > self.time_limit_s
+
+    def stop_message(self, step: int) -> str:
+        why = f"{self.signalled} received" if self.signalled else "time limit reached" \
+            if self.stop_at_step is None or step < self.stop_at_step else "stopped as asked"
+        return (f"{self.config.experiment} seed {self.config.seed}: {why} at step {step:,} of "
+                f"{self.config.steps:,}; checkpoint saved in {self.checkpoint_path}. Run the same command "
+                f"again to resume")
 
     def log(self, **row) -> None:
         self.history.append(row)
@@ -259,7 +287,7 @@ class RunContext:
         from tqdm.auto import tqdm
         return tqdm(total=self.config.steps, initial=initial, disable=not self.progress,
                     desc=f"{self.config.experiment} seed {self.config.seed}", unit="step",
-                    mininterval=2.0, dynamic_ncols=True)
+                    mininterval=self.progress_interval_s, dynamic_ncols=True)
 
 
 @dataclass
@@ -279,6 +307,57 @@ def run_dir(cfg: RunConfig, results_dir: Path | str | None = None) -> Path:
     return Path(results_dir or DEFAULT_RESULTS) / cfg.experiment / cfg.hash
 
 
+def checkpoint_path(cfg: RunConfig, results_dir: Path | str | None = None) -> Path:
+    """Where an unfinished run keeps its training state: the checkpoint store in the cache directory.
+
+    The name carries the results folder's resolved path as a short hash, so two results folders (a test's
+    and the project's) never resume each other's runs, while a work tree laid anew at the same place does.
+    """
+    root = Path(results_dir or DEFAULT_RESULTS).resolve()
+    tag = hashlib.sha256(str(root).encode()).hexdigest()[:8]
+    return checkpoint_store() / f"{cfg.experiment}-{cfg.hash}-{tag}.ckpt"
+
+
+def checkpoint_store() -> Path:
+    """$CIFAR_NB_CHECKPOINTS, else <cache dir>/checkpoints."""
+    from .data import cache_dir
+    if os.environ.get("CIFAR_NB_CHECKPOINTS"):
+        return Path(os.environ["CIFAR_NB_CHECKPOINTS"]).expanduser()
+    return cache_dir() / "checkpoints"
+
+
+class _StopOnSignal:
+    """While training, SIGINT/SIGTERM only set ctx.signalled: the loop then checkpoints and stops cleanly.
+    A second signal of the same kind falls through to the previous handler (a second Ctrl-C kills)."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self, ctx: "RunContext"):
+        self.ctx, self.previous = ctx, {}
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for name in self.SIGNALS:
+            sig = getattr(signal, name)
+            self.previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.ctx.signalled is not None:
+            prev = self.previous.get(signum)
+            if callable(prev):
+                return prev(signum, frame)
+            raise KeyboardInterrupt
+        self.ctx.signalled = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, prev in self.previous.items():
+            signal.signal(sig, prev)
+        return False
+
+
 def load_complete(cfg: RunConfig, results_dir: Path | str | None = None) -> RunResult | None:
     """The finished run with exactly this config, or None."""
     d = run_dir(cfg, results_dir)
@@ -295,7 +374,8 @@ def load_complete(cfg: RunConfig, results_dir: Path | str | None = None) -> RunR
 def run(cfg: RunConfig, device: str | torch.device = "cpu", data_root: Path | str | None = None,
         results_dir: Path | str | None = None, force: bool = False, time_limit_s: float | None = None,
         stop_at_step: int | None = None, progress: bool = True,
-        checkpoint_every: int | None = None) -> RunResult:
+        checkpoint_every: int | None = None, runtime=None,
+        checkpoint_every_s: float | None = None, progress_interval_s: float = 2.0) -> RunResult:
     """Train `cfg` (or resume it, or return its finished artifacts) and write its artifacts.
 
     Raises BudgetError before anything is written if the run breaks its budget, and RunInterrupted
@@ -316,16 +396,21 @@ def run(cfg: RunConfig, device: str | torch.device = "cpu", data_root: Path | st
     device = torch.device(device)
     d = run_dir(cfg, results_dir)
     if force:
-        for stale in ("metrics.json", CHECKPOINT):
-            (d / stale).unlink(missing_ok=True)
+        (d / "metrics.json").unlink(missing_ok=True)
     atomic_write_json(d / "config.json", cfg.to_dict())
     ctx = RunContext(cfg, device, Path(data_root) if data_root else None, d, time_limit_s=time_limit_s,
-                     stop_at_step=stop_at_step, progress=progress)
-    if checkpoint_every:
-        ctx.checkpoint_every = checkpoint_every
+                     stop_at_step=stop_at_step, progress=progress, checkpoint_every=checkpoint_every,
+                     runtime=runtime, checkpoint_file=checkpoint_path(cfg, results_dir),
+                     progress_interval_s=progress_interval_s)
+    if checkpoint_every_s is not None:
+        ctx.checkpoint_every_s = checkpoint_every_s
+    if force:
+        ctx.checkpoint_path.unlink(missing_ok=True)
     try:
-        metrics = trainer_for(cfg.kind)(ctx)
-    except RunInterrupted:
+        with _StopOnSignal(ctx):
+            metrics = trainer_for(cfg.kind)(ctx)
+    except RunInterrupted as e:
+        e.signalled = ctx.signalled
         raise
     except BaseException:
         # A run that failed before its first checkpoint leaves nothing behind.
@@ -338,6 +423,8 @@ def run(cfg: RunConfig, device: str | torch.device = "cpu", data_root: Path | st
     metrics = dict(metrics, params=n_params, steps=cfg.steps, seed=cfg.seed,
                    out_of_budget=cfg.out_of_budget, wall_time_s=round(ctx.elapsed(), 2))
     env = dict(environment_record(device), wall_time_s=metrics["wall_time_s"])
+    if ctx.runtime is not None and hasattr(ctx.runtime, "as_record"):
+        env["runtime"] = ctx.runtime.as_record()
     write_history_csv(d / "history.csv", ctx.history)
     atomic_write_json(d / "env.json", env)
     atomic_write_json(d / "metrics.json", metrics)   # last: marks the run complete

@@ -193,9 +193,9 @@ def _shape(dataset: str, data_root) -> dict:
     return dict(num_classes=info.num_classes, image_size=info.image_size, in_channels=info.channels)
 
 
-def _history_so_far(run_dir: Path) -> list[dict]:
+def _history_so_far(cfg, results_dir) -> list[dict]:
     """The evaluation rows of a run stopped at a rung: they travel in its checkpoint."""
-    state = torch.load(run_dir / runs.CHECKPOINT, map_location="cpu", weights_only=False)
+    state = torch.load(runs.checkpoint_path(cfg, results_dir), map_location="cpu", weights_only=False)
     return list(state.get("history", []))
 
 
@@ -216,14 +216,14 @@ def make_objective(plan: Plan, device, data_root, results_dir, progress: bool = 
                                stop_at_step=stop if stop < cfg.steps else None, progress=progress)
                 rows = res.history
             except runs.RunInterrupted:
-                rows = _history_so_far(runs.run_dir(cfg, results_dir))
+                rows = _history_so_far(cfg, results_dir)
             for row in rows:
                 if row.get(VALUE) is not None and row["step"] not in reported:
                     trial.report(float(row[VALUE]), int(row["step"]))
                     reported.add(int(row["step"]))
             if stop < cfg.steps and trial.should_prune():
                 # a pruned trial is never resumed: drop its checkpoint (large at full width)
-                runs.run_dir(cfg, results_dir).joinpath(runs.CHECKPOINT).unlink(missing_ok=True)
+                runs.checkpoint_path(cfg, results_dir).unlink(missing_ok=True)
                 raise optuna.TrialPruned(f"pruned at step {stop}")
         # a finished trial's weights are not used again either (the top 3 are retrained from scratch)
         (res.run_dir / "weights.pt").unlink(missing_ok=True)

@@ -19,6 +19,11 @@ import torch
 # and test runs side by side do not fight over the cores.
 torch.set_num_threads(1)
 
+# Checkpoints of the suite's runs go to a folder of the test session's, not the user's checkpoint store.
+if "CIFAR_NB_CHECKPOINTS" not in os.environ:
+    import tempfile
+    os.environ["CIFAR_NB_CHECKPOINTS"] = tempfile.mkdtemp(prefix="cifar_nb-test-checkpoints-")
+
 SKIP_REASON = "offline datasets not found: set CIFAR_NB_DATA to the shared data folder"
 
 

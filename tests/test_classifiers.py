@@ -156,11 +156,11 @@ def test_interrupted_and_resumed_equals_uninterrupted(name, stop, synthetic, tmp
     with pytest.raises(runs.RunInterrupted):
         go(cfg, tmp_path / "cut", stop_at_step=stop)
     d = runs.run_dir(cfg, tmp_path / "cut")
-    assert (d / runs.CHECKPOINT).exists() and not (d / "metrics.json").exists()
+    assert runs.checkpoint_path(cfg, tmp_path / "cut").exists() and not (d / "metrics.json").exists()
     resumed = go(cfg, tmp_path / "cut")
     assert same(resumed.metrics, whole.metrics)
     assert resumed.history == whole.history
-    assert not (d / runs.CHECKPOINT).exists()
+    assert not runs.checkpoint_path(cfg, tmp_path / "cut").exists()
 
 
 @pytest.mark.parametrize("change", [dict(steps=10_001), dict(model_args={"init_channels": 64})])

@@ -50,19 +50,19 @@ def test_data_root_from_param_then_env(tmp_path, monkeypatch):
         data.data_root(tmp_path / "missing")
 
 
-def test_cache_dir_never_writes_into_a_read_only_root(tmp_path, monkeypatch):
+def test_cache_dir_is_never_inside_the_data_root(tmp_path, monkeypatch):
     monkeypatch.delenv("CIFAR_NB_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert data.cache_dir(tmp_path) == tmp_path / ".cache"
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    try:
-        assert data.cache_dir(ro) == tmp_path / "xdg" / "cifar_nb" and not (ro / ".cache").exists()
-    finally:
-        ro.chmod(0o755)
+    root = tmp_path / "data"
+    root.mkdir()                      # writable: still not used
+    monkeypatch.setenv("CIFAR_NB_DATA", str(root))
+    assert data.cache_dir(root) == tmp_path / "xdg" / "cifar_nb"
+    assert not (root / ".cache").exists()
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data.cache_dir(root) == tmp_path / "home" / ".cache" / "cifar_nb"
     monkeypatch.setenv("CIFAR_NB_CACHE", str(tmp_path / "mine"))
-    assert data.cache_dir(ro) == tmp_path / "mine"
+    assert data.cache_dir(root) == tmp_path / "mine"
 
 
 def test_describe_is_cheap_and_matches_known_shapes(monkeypatch):

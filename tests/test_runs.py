@@ -87,7 +87,7 @@ def test_run_writes_complete_artifacts_and_reuses_them(fake, tmp_path):
     assert r.run_dir == d and not r.reused
     for f in ("config.json", "metrics.json", "history.csv", "env.json"):
         assert (d / f).exists(), f
-    assert not (d / runs.CHECKPOINT).exists()
+    assert not runs.checkpoint_path(c, tmp_path).exists()
     env = json.loads((d / "env.json").read_text())
     assert {"device_name", "torch", "git_commit", "date", "wall_time_s"} <= set(env)
     assert [h["step"] for h in r.history] == [10, 20, 30, 40]
@@ -101,7 +101,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(fake, tmp_path):
     with pytest.raises(RunInterrupted):
         runs.run(c, results_dir=tmp_path / "b", progress=False, stop_at_step=17)
     d = tmp_path / "b" / "unit" / c.hash
-    assert (d / runs.CHECKPOINT).exists() and not (d / "metrics.json").exists()
+    assert runs.checkpoint_path(c, tmp_path / "b").exists() and not (d / "metrics.json").exists()
     resumed = runs.run(c, results_dir=tmp_path / "b", progress=False)
     assert resumed.metrics["final_loss"] == whole.metrics["final_loss"]
     assert resumed.metrics["w0"] == whole.metrics["w0"]

@@ -157,8 +157,9 @@ def test_tiny_search_prunes_resumes_and_retrains(tiny_root, tmp_path):
     assert max(study.trials[1].intermediate_values) == 4
     assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
     assert sorted(study.trials[0].intermediate_values) == [4, 8, 12, 16]
-    pruned_dir = runs.run_dir(runs.RunConfig.from_dict(study.trials[1].user_attrs["config"]), tmp_path)
-    assert not (pruned_dir / runs.CHECKPOINT).exists() and not (pruned_dir / "metrics.json").exists()
+    pruned_cfg = runs.RunConfig.from_dict(study.trials[1].user_attrs["config"])
+    pruned_dir = runs.run_dir(pruned_cfg, tmp_path)
+    assert not runs.checkpoint_path(pruned_cfg, tmp_path).exists() and not (pruned_dir / "metrics.json").exists()
     done_dir = runs.run_dir(runs.RunConfig.from_dict(study.trials[0].user_attrs["config"]), tmp_path)
     assert (done_dir / "metrics.json").exists() and not (done_dir / "weights.pt").exists()
 

@@ -29,8 +29,8 @@ train knobs (cfg.train):
                       trials see the same split.
     eval_split        "test" (default) or "val": what the periodic evaluation uses. "val" needs val_size, or a
                       dataset with its own val split (AddNIST).
-    train_eval_size, eval_batch_size, compile (torch.compile; or env CIFAR_NB_COMPILE=1), channels_last and
-    amp (bf16 autocast; both default on for CUDA, ignored on CPU).
+    train_eval_size, eval_batch_size. (compile, channels_last and amp are accepted for old configs but are
+    runtime settings, cifar_nb.runtime: they override its measured defaults and never belong in a new config.)
 
 Resuming: the checkpoint holds the model, optimiser, scheduler, step, the data generator and the global RNG
 (dropout draws from it), the epoch's permutation and the running sums, so on a CPU an interrupted and
@@ -38,14 +38,13 @@ resumed run ends with exactly the metrics of an uninterrupted one.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 
 from .. import augment, data
 from ..models import build_for_config
 from ..runs import RunInterrupted, atomic_torch_save
+from ..runtime import Runtime, default_runtime
 from .optim import build_optimizer, build_scheduler
 
 TRAIN_KEYS = ("label_smoothing", "val_size", "split_seed", "eval_split", "train_eval_size", "eval_batch_size",
@@ -139,12 +138,18 @@ class Loop:
     """What one optimisation step needs: the model, optimiser, scheduler, augmentation and batch sampler.
     train() drives it; benchmarks/train_speed.py times its step() alone."""
 
-    def __init__(self, cfg, train_set, device, use_compile=False):
+    def __init__(self, cfg, train_set, device, use_compile=False, runtime: Runtime | None = None):
         t, device = _train_knobs(cfg), torch.device(device)
         cuda = device.type == "cuda"
+        if runtime is None:
+            legacy = {k: t.get(k) for k in ("amp", "channels_last", "compile")}
+            runtime = default_runtime(cfg.model, device, **legacy)
+        if use_compile:
+            runtime = Runtime(runtime.amp, runtime.channels_last, True, runtime.threads)
+        self.runtime = runtime
         self.cfg, self.device, self.train_set, info = cfg, device, train_set, train_set.info
-        self.channels_last = bool(t.get("channels_last", True)) and cuda
-        self.amp = bool(t.get("amp", True)) and cuda
+        self.channels_last = runtime.channels_last
+        self.amp = runtime.amp
         self.smoothing = float(t.get("label_smoothing", 0.0))
         if len(train_set) < cfg.batch_size:
             raise ValueError(f"batch_size {cfg.batch_size} is larger than the training split ({len(train_set)} images)")
@@ -160,8 +165,7 @@ class Loop:
         self.batches = Batches(len(train_set), cfg.batch_size, self.gen)
         if cuda:
             torch.backends.cudnn.benchmark = True
-        compile_ = use_compile or t.get("compile") or os.environ.get("CIFAR_NB_COMPILE") == "1"
-        self.fwd = torch.compile(self.model) if compile_ else self.model
+        self.fwd = torch.compile(self.model) if runtime.compile else self.model
         self.step_count = 0
         self.model.train()
 
@@ -209,7 +213,8 @@ def train(ctx) -> dict:
     n_train_eval = min(len(train_set), int(t.get("train_eval_size", 10_000)))
     train_eval = train_set.subset(torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
                                   [:n_train_eval].sort().values)
-    loop = Loop(cfg, train_set, device)
+    loop = Loop(cfg, train_set, device, runtime=ctx.runtime)
+    ctx.runtime = loop.runtime
     # running sums over the current evaluation interval (train mode, augmented batches)
     run_loss = torch.zeros((), device=device)
     run_hits = torch.zeros((), dtype=torch.long, device=device)
@@ -245,7 +250,7 @@ def train(ctx) -> dict:
                                  "run_n": run_n})
             if ctx.should_stop(step):
                 bar.close()
-                raise RunInterrupted(f"{cfg.experiment}: stopped at step {step} of {cfg.steps}; run again to resume")
+                raise RunInterrupted(ctx.stop_message(step))
     bar.close()
 
     atomic_torch_save(ctx.run_dir / "weights.pt",

@@ -248,7 +248,7 @@ def train(ctx) -> dict:
                 "step": step, "sums": sums, "count": count, "torch_rng": torch.get_rng_state()})
             if ctx.should_stop(step) and step < cfg.steps:
                 bar.close()
-                raise RunInterrupted(f"stopped at step {step} of {cfg.steps}")
+                raise RunInterrupted(ctx.stop_message(step))
     bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)

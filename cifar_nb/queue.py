@@ -1,0 +1,378 @@
+"""The run queue: every full-budget run the book needs, its state, its cost, and a worker that trains it.
+
+    python -m cifar_nb queue [--json]                  the plan: experiment x seed, state, device, estimates
+    python -m cifar_nb queue run --device cpu [--seconds N] [--only NAME ...] [--threads T] [--parallel K]
+
+The plan is ordered by priority. On a CPU the worker takes only the runs marked for the CPU (the ones this
+machine can finish in hours); `--only` names others explicitly. Each run is the experiment's full recipe; only
+the dataset changes where CIFAR-100 is absent (the CIFAR-10 JPEG stand-in, labelled as such everywhere).
+
+Several workers may share one queue (`--parallel K` starts K of them): each claims a run with a lock file in the
+cache directory, so no run is trained twice at once. A run checkpoints by wall clock and on SIGINT/SIGTERM
+(cifar_nb.runs), and the worker stops before its deadline, leaving a checkpoint that the next worker resumes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from . import experiments, runs
+from .data import DataError, cache_dir, check
+
+SEEDS = (0, 1, 2)
+STAND_IN = "cifar10-jpeg"
+
+# (experiment, seeds, on the CPU plan, why it waits). Order is priority: the CPU plan first (issue 12), then our
+# own models, then what needs a GPU, cheapest first.
+PLAN = [
+    ("E-classifier", SEEDS, True, None),
+    ("A-classifier", SEEDS, True, None),
+    ("B-classifier", (0,), True, None),
+    ("C-generator", (0,), True, "waits for the redesign (#13), which may change generator config hashes once"),
+    ("B-classifier", (1, 2), False, None),
+    ("B-ablation-1", SEEDS, False, None),
+    ("B-ablation-2", SEEDS, False, None),
+    ("B-ablation-3", SEEDS, False, None),
+    ("B-ablation-4", SEEDS, False, None),
+    ("C-classifier", SEEDS, False, None),
+    ("D-search-inbudget", (0,), False, "runs through `python -m cifar_nb search` (report D's plan)"),
+    ("D-search", (0,), False, "runs through `python -m cifar_nb search` (report D's plan)"),
+    ("C-generator", (1, 2), False, None),
+    ("A-generator", SEEDS, False, None),
+    ("E-generator", SEEDS, False, None),
+    ("B-generator", SEEDS, False, None),
+    ("B-generator-sigmoid-128", SEEDS, False, None),
+    ("B-generator-linear", SEEDS, False, None),
+]
+
+# H200 speed model, until a lease brings back a measured table: these loops are launch-bound, so a step costs
+# about (kernels per step) x 10 us. Kernel counts per step are rough counts of the model's forward+backward+
+# optimiser (fused Adam) launches.
+LAUNCH_S = 10e-6
+KERNELS_PER_STEP = {"resnet_bottleneck": 400, "dsconv_resnet": 500, "densenet": 800, "mbconv_se": 800,
+                    "search_cnn": 150, "dcgan": 200, "unet_ddpm": 1000}
+# Evaluation and scoring beside training, as a fraction of training time (classifiers: 21 evaluations of
+# 10k test + 10k train images; generators: 10,000 samples scored), measured on the CPU runs so far.
+EVAL_OVERHEAD = {"classifier": 0.08, "gan": 0.05, "diffusion": 0.02}
+DDPM_SAMPLE_S_H200 = 10 * 1000 * 300 * LAUNCH_S   # 10 batches of 1,000 x 1,000 sampler steps x ~300 kernels
+
+
+@dataclass
+class Entry:
+    experiment: str
+    seed: int
+    priority: int
+    cpu_plan: bool
+    hold: str | None
+    config: runs.RunConfig
+    dataset_note: str = ""
+    state: str = "pending"              # done | checkpointed | pending | held
+    step: int = 0
+    device: str | None = None           # where it ran (done) or is being trained (checkpointed)
+    wall_time_s: float | None = None
+    est_cpu_s: float | None = None
+    est_h200_s: float | None = None
+    run_dir: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.experiment}-{self.config.hash}-seed{self.seed}"
+
+    def to_json(self) -> dict:
+        return dict(experiment=self.experiment, seed=self.seed, priority=self.priority, dataset=self.config.dataset,
+                    dataset_note=self.dataset_note, state=self.state, step=self.step, steps=self.config.steps,
+                    device=self.device, wall_time_s=self.wall_time_s, est_cpu_s=self.est_cpu_s,
+                    est_h200_s=self.est_h200_s, cpu_plan=self.cpu_plan, hold=self.hold, config_hash=self.config.hash,
+                    run_dir=self.run_dir)
+
+
+def _dataset_for(exp: experiments.Experiment, present: set[str]) -> tuple[str, str]:
+    ds = exp.config.dataset
+    if ds == "cifar100" and "cifar100" not in present:
+        return STAND_IN, "CIFAR-100 absent here: the CIFAR-10 JPEG stand-in"
+    return ds, ""
+
+
+def _present_datasets(data_root) -> set[str]:
+    try:
+        return {r["dataset"] for r in check(data_root) if r["status"] == "present"}
+    except DataError:
+        return set()
+
+
+def cpu_speeds() -> dict[str, float]:
+    """Measured CPU steps/s per experiment from the committed benchmark tables (the new default path where
+    measured, else the older 'fast' column)."""
+    out: dict[str, float] = {}
+    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+    for path in sorted(bench.glob("cpu-*.json")):
+        try:
+            rows = json.loads(path.read_text()).get("rows", [])
+        except (OSError, ValueError):
+            continue
+        for r in rows:
+            rate = r.get("steps_per_s") or r.get("fast_steps_per_s") or r.get("train_steps_per_s")
+            if rate and r.get("experiment"):
+                out.setdefault(r["experiment"], float(rate))
+    return out
+
+
+def _base_experiment(name: str) -> str:
+    """Experiments that share a network and batch size with a benchmarked one (ablations, arms)."""
+    if name.startswith("B-ablation"):
+        return "B-classifier"
+    if name.startswith("B-generator"):
+        return "B-generator"
+    if name.startswith("D-search"):
+        return "D-search"
+    return name
+
+
+def estimate(cfg: runs.RunConfig, speeds: dict[str, float]) -> tuple[float | None, float]:
+    """(CPU seconds, H200 seconds) for a whole run of `cfg`."""
+    rate = speeds.get(cfg.experiment) or speeds.get(_base_experiment(cfg.experiment))
+    if rate is None and cfg.model == "search_cnn":
+        rate = None
+    over = 1 + EVAL_OVERHEAD[cfg.kind]
+    cpu = cfg.steps / rate * over if rate else None
+    h200 = cfg.steps * KERNELS_PER_STEP.get(cfg.model, 500) * LAUNCH_S * over
+    if cfg.kind == "diffusion":
+        h200 += DDPM_SAMPLE_S_H200
+    return cpu, h200
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:   # an unreadable checkpoint is the run's problem, reported when it resumes
+        return 0
+    for key in ("loop", None):
+        s = state.get(key, state) if key else state
+        if isinstance(s, dict) and isinstance(s.get("step"), int):
+            return s["step"]
+    return 0
+
+
+def plan(data_root=None, results_dir=None) -> list[Entry]:
+    """Every full-budget run of the book, in priority order, with its state on this machine."""
+    present = _present_datasets(data_root)
+    speeds = cpu_speeds()
+    entries: list[Entry] = []
+    for exp_name, seeds, cpu_plan, hold in PLAN:
+        exp = experiments.get(exp_name)
+        dataset, note = _dataset_for(exp, present)
+        for seed in seeds:
+            cfg = exp.make_config(dataset=dataset, seed=seed)
+            e = Entry(exp_name, seed, len(entries) + 1, cpu_plan, hold, cfg, note)
+            e.est_cpu_s, e.est_h200_s = estimate(cfg, speeds)
+            _fill_state(e, results_dir)
+            entries.append(e)
+    return entries
+
+
+def _fill_state(e: Entry, results_dir) -> None:
+    d = runs.run_dir(e.config, results_dir)
+    e.run_dir = str(d)
+    if e.experiment.startswith("D-search"):
+        done = sorted(d.parent.glob("search-*/summary.json"))
+        full = [p for p in done if json.loads(p.read_text()).get("preview") is False]
+        e.state = "done" if full else "held"
+        return
+    done = runs.load_complete(e.config, results_dir)
+    if done is not None:
+        e.state, e.step = "done", e.config.steps
+        e.device = done.env.get("device_name")
+        e.wall_time_s = done.metrics.get("wall_time_s")
+        return
+    ck = runs.checkpoint_path(e.config, results_dir)
+    if ck.exists():
+        e.state, e.step, e.device = "checkpointed", _checkpoint_step(ck), "checkpoint store"
+    elif e.hold:
+        e.state = "held"
+
+
+def remaining(e: Entry, which: str) -> float | None:
+    est = e.est_cpu_s if which == "cpu" else e.est_h200_s
+    if est is None or e.state == "done":
+        return 0.0 if e.state == "done" else None
+    return est * (1 - e.step / e.config.steps)
+
+
+def _hm(s: float | None) -> str:
+    if s is None:
+        return "?"
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def print_plan(entries: list[Entry]) -> None:
+    head = f"{'#':>2}  {'experiment':<24} {'seed':>4}  {'dataset':<13} {'state':<22} {'device':<22} " \
+           f"{'CPU est':>8} {'H200 est':>8}  plan"
+    print(head + "\n" + "-" * len(head))
+    for e in entries:
+        state = e.state if e.state != "checkpointed" else f"checkpoint @ {e.step:,}"
+        print(f"{e.priority:>2}  {e.experiment:<24} {e.seed:>4}  {e.config.dataset:<13} {state:<22} "
+              f"{(e.device or '-')[:22]:<22} {_hm(e.est_cpu_s):>8} {_hm(e.est_h200_s):>8}  "
+              f"{'CPU' if e.cpu_plan else 'GPU'}{'; ' + e.hold if e.hold and e.state != 'done' else ''}")
+    todo = [e for e in entries if e.state != "done"]
+    cpu_left = sum(remaining(e, "cpu") or 0 for e in todo if e.cpu_plan and not e.hold)
+    gpu_left = sum(remaining(e, "h200") or 0 for e in todo)
+    print(f"\n{len(entries) - len(todo)} of {len(entries)} runs done. Left: CPU plan about {_hm(cpu_left)} on this "
+          f"CPU; everything about {_hm(gpu_left)} on an H200 (speed model: {LAUNCH_S * 1e6:.0f} us per kernel launch).")
+    if any(e.dataset_note for e in entries):
+        print("Datasets: CIFAR-100 is absent here, so its experiments use the CIFAR-10 JPEG stand-in.")
+
+
+# ---------------------------------------------------------------------------------------------
+# the worker
+
+class _Lock:
+    """A run claimed by one worker: an O_EXCL file holding the worker's pid; a dead worker's lock is stale."""
+
+    def __init__(self, key: str):
+        self.path = cache_dir() / "locks" / f"{key}.lock"
+        self.held = False
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and _alive(pid):
+                    return False
+                self.path.unlink(missing_ok=True)   # stale: its worker is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self.held = True
+            return True
+        return False
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def log(msg: str) -> None:
+    print(f"[{datetime.now().strftime('%Y-%m-%d %H:%M:%S')}] {msg}", flush=True)
+
+
+def select(entries: list[Entry], device: torch.device, only: list[str] | None) -> list[Entry]:
+    if only:
+        unknown = sorted(set(only) - {e.experiment for e in entries})
+        if unknown:
+            raise ValueError(f"--only names {', '.join(unknown)}, which the queue does not hold; "
+                             f"see `python -m cifar_nb queue` for its experiments")
+        chosen = [e for e in entries if e.experiment in only]
+    else:
+        chosen = [e for e in entries if not e.hold and (e.cpu_plan or device.type == "cuda")]
+    return [e for e in chosen if e.state != "done" and not e.experiment.startswith("D-search")]
+
+
+def work(device: torch.device, seconds: float | None, only: list[str] | None, data_root=None, results_dir=None,
+         margin_s: float = 90.0, progress_interval_s: float = 60.0, runtime_overrides: dict | None = None) -> int:
+    """Train pending runs in priority order until none is left, the deadline nears, or a signal arrives."""
+    deadline = time.monotonic() + seconds if seconds else None
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):   # between runs; during one, runs.run checkpoints first
+        stop["signal"] = signal.Signals(signum).name
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _work(device, deadline, only, data_root, results_dir, margin_s, progress_interval_s,
+                     runtime_overrides, stop)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _work(device, deadline, only, data_root, results_dir, margin_s, progress_interval_s, runtime_overrides,
+          stop) -> int:
+    from .runtime import default_runtime
+    done = 0
+    for e in select(plan(data_root, results_dir), device, only):
+        if stop["signal"]:
+            break
+        left = deadline - time.monotonic() - margin_s if deadline else None
+        if left is not None and left <= 0:
+            log("deadline near: stopping before another run")
+            break
+        lock = _Lock(e.key)
+        if not lock.acquire():
+            continue
+        try:
+            _fill_state(e, results_dir)   # another worker may have finished it meanwhile
+            if e.state == "done":
+                continue
+            rt = default_runtime(e.config.model, device, threads=torch.get_num_threads(), **(runtime_overrides or {}))
+            log(f"start {e.experiment} seed {e.seed} on {e.config.dataset} ({e.state}"
+                f"{f' @ step {e.step:,}' if e.step else ''}; est. {_hm(remaining(e, device.type == 'cuda' and 'h200' or 'cpu'))}"
+                f"; {rt.as_record()['precision']}, compile={rt.compile}, channels_last={rt.channels_last}, "
+                f"threads={rt.as_record()['threads']})")
+            t0 = time.monotonic()
+            try:
+                res = runs.run(e.config, device=device, data_root=data_root, results_dir=results_dir,
+                               time_limit_s=left, runtime=rt, progress=True, progress_interval_s=progress_interval_s)
+            except runs.RunInterrupted as err:
+                log(f"checkpointed: {err}")
+                if err.signalled:
+                    stop["signal"] = err.signalled
+                break
+            done += 1
+            log(f"finished {e.experiment} seed {e.seed} in {time.monotonic() - t0:.0f} s -> {res.run_dir} "
+                f"({', '.join(f'{k}={v:.4f}' for k, v in res.metrics.items() if k.endswith('_acc') and isinstance(v, float))})")
+        finally:
+            lock.release()
+    if stop["signal"]:
+        log(f"{stop['signal']}: stopped; run the same command again to resume")
+        return 130 if stop["signal"] == "SIGINT" else 143
+    log(f"queue worker done: {done} run(s) finished")
+    return 0
+
+
+def work_parallel(k: int, argv: list[str]) -> int:
+    """K workers as child processes sharing the queue through its locks; signals are passed on to them."""
+    base = [a for a in argv]
+    i = base.index("--parallel")
+    base[i:i + 2] = ["--parallel", "1"]
+    procs = []
+    for w in range(k):
+        procs.append(subprocess.Popen([sys.executable, "-m", "cifar_nb", "queue", *base],
+                                      env=dict(os.environ, CIFAR_NB_WORKER=str(w))))
+        time.sleep(5)   # let the first claim its run before the next looks
+
+    def forward(signum, frame):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, forward)
+    codes = [p.wait() for p in procs]
+    return max(codes, key=abs) if any(codes) else 0

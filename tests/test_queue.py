@@ -1,0 +1,148 @@
+"""The run queue, the checkpoint store, wall-clock and signal checkpoints, and the runtime defaults."""
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from cifar_nb import cli, data, experiments, queue, runs, runtime
+from cifar_nb.train import classifier
+from test_classifiers import SYN, go, same, synthetic, tiny  # noqa: F401  (synthetic is a fixture)
+
+
+def test_queue_json_lists_every_full_budget_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("CIFAR_NB_DATA", raising=False)
+    assert cli.main(["queue", "--json", "--results-dir", str(tmp_path)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    for r in rows:
+        assert {"experiment", "seed", "state", "est_cpu_s", "est_h200_s", "device"} <= set(r)
+        assert r["state"] in ("done", "checkpointed", "pending", "held")
+        assert r["est_h200_s"] > 0
+    # every experiment of the registry is in the plan, at three seeds (the FD-cls net is trained by others)
+    by_exp = {}
+    for r in rows:
+        by_exp.setdefault(r["experiment"], set()).add(r["seed"])
+    assert set(by_exp) == set(experiments.REGISTRY)
+    assert all(seeds == {0, 1, 2} for n, seeds in by_exp.items() if not n.startswith("D-search"))
+    # the CPU plan comes first, in the issue's priority order
+    cpu = [(r["experiment"], r["seed"]) for r in rows if r["cpu_plan"]]
+    assert cpu[:7] == [("E-classifier", 0), ("E-classifier", 1), ("E-classifier", 2),
+                       ("A-classifier", 0), ("A-classifier", 1), ("A-classifier", 2), ("B-classifier", 0)]
+    assert [r["priority"] for r in rows] == sorted(r["priority"] for r in rows)
+
+
+def test_queue_only_refuses_unknown_names():
+    with pytest.raises(ValueError, match="does not hold"):
+        queue.select([], torch.device("cpu"), ["Z-classifier"])
+
+
+def _tiny_plan(monkeypatch, steps=12):
+    exp = experiments.get("A-classifier")
+    monkeypatch.setattr(exp, "config", exp.config.replace(dataset=SYN, steps=steps, batch_size=32, eval_every=6))
+    monkeypatch.setattr(queue, "PLAN", [("A-classifier", (0, 1), True, None)])
+    monkeypatch.setattr(queue, "_dataset_for", lambda e, present: (SYN, ""))
+
+
+def test_queue_worker_trains_pending_runs_then_reports_done(synthetic, tmp_path, monkeypatch):
+    _tiny_plan(monkeypatch)
+    assert [e.state for e in queue.plan(results_dir=tmp_path)] == ["pending", "pending"]
+    before = signal.getsignal(signal.SIGTERM)
+    assert queue.work(torch.device("cpu"), None, None, results_dir=tmp_path) == 0
+    assert signal.getsignal(signal.SIGTERM) is before
+    entries = queue.plan(results_dir=tmp_path)
+    assert [e.state for e in entries] == ["done", "done"]
+    assert all(e.device and "CPU" in e.device for e in entries)
+    env = json.loads((runs.run_dir(entries[0].config, tmp_path) / "env.json").read_text())
+    assert env["runtime"]["precision"] in ("fp32", "bf16-autocast") and env["runtime"]["threads"] >= 1
+
+
+def test_a_run_claimed_by_another_worker_is_skipped(synthetic, tmp_path, monkeypatch):
+    _tiny_plan(monkeypatch)
+    first = queue.plan(results_dir=tmp_path)[0]
+    lock = queue._Lock(first.key)
+    assert lock.acquire() and not queue._Lock(first.key).acquire()
+    try:
+        queue.work(torch.device("cpu"), None, None, results_dir=tmp_path)
+    finally:
+        lock.release()
+    assert [e.state for e in queue.plan(results_dir=tmp_path)] == ["pending", "done"]
+
+
+def test_stale_lock_of_a_dead_worker_is_taken_over(tmp_path):
+    lock = queue._Lock("unit-stale")
+    lock.path.parent.mkdir(parents=True, exist_ok=True)
+    lock.path.write_text("999999999")          # no such process
+    assert lock.acquire()
+    lock.release()
+    assert not lock.path.exists()
+
+
+def test_sigterm_during_training_checkpoints_and_resumes_to_the_same_metrics(synthetic, tmp_path, monkeypatch):
+    cfg = tiny("A-classifier", steps=16, eval_every=8)
+    whole = go(cfg, tmp_path / "whole")
+    real_step = classifier.Loop.step
+
+    def step_then_kill(self):
+        out = real_step(self)
+        if self.step_count == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(classifier.Loop, "step", step_then_kill)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(runs.RunInterrupted, match="SIGTERM received at step 5") as info:
+        go(cfg, tmp_path / "cut")
+    assert info.value.signalled == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is before    # the handler is gone again
+    ck = runs.checkpoint_path(cfg, tmp_path / "cut")
+    assert ck.exists() and not (runs.run_dir(cfg, tmp_path / "cut") / "metrics.json").exists()
+    monkeypatch.setattr(classifier.Loop, "step", real_step)
+    resumed = go(cfg, tmp_path / "cut")
+    assert same(resumed.metrics, whole.metrics) and resumed.history == whole.history
+    assert not ck.exists()
+
+
+def test_checkpoints_are_written_by_wall_clock(tmp_path):
+    cfg = tiny("A-classifier")
+    ctx = runs.RunContext(cfg, torch.device("cpu"), None, tmp_path / "r", checkpoint_every_s=300)
+    assert not ctx.should_checkpoint(1000)          # no step count triggers it any more
+    ctx._last_checkpoint -= 301
+    assert ctx.should_checkpoint(1001)
+    ctx.save_checkpoint({"step": 1001})
+    assert not ctx.should_checkpoint(1002)
+
+
+def test_checkpoints_live_outside_the_results_folder(tmp_path, monkeypatch):
+    cfg = tiny("A-classifier")
+    monkeypatch.delenv("CIFAR_NB_CHECKPOINTS")
+    monkeypatch.setenv("CIFAR_NB_CACHE", str(tmp_path / "cache"))
+    a, b = runs.checkpoint_path(cfg, tmp_path / "a"), runs.checkpoint_path(cfg, tmp_path / "b")
+    assert a.parent == tmp_path / "cache" / "checkpoints" and a != b
+    assert a == runs.checkpoint_path(cfg, tmp_path / "a" / ".." / "a")   # the same folder, however named
+
+
+def test_runtime_defaults_follow_the_cpu(monkeypatch):
+    monkeypatch.delenv("CIFAR_NB_PRECISION", raising=False)
+    monkeypatch.delenv("CIFAR_NB_COMPILE", raising=False)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert runtime.default_runtime("mbconv_se", "cpu") == runtime.Runtime()       # emulated bf16 is slower
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    rt = runtime.default_runtime("mbconv_se", "cpu")
+    assert rt.amp and rt.channels_last and not rt.compile
+    monkeypatch.setenv("CIFAR_NB_PRECISION", "fp32")
+    assert runtime.default_runtime("mbconv_se", "cpu") == runtime.Runtime()
+    assert runtime.default_runtime("mbconv_se", "cpu", fp32=False).amp
+
+
+def test_runtime_is_not_part_of_the_config_hash(synthetic, tmp_path):
+    cfg = tiny("A-classifier", steps=4, eval_every=2)
+    a = runs.run(cfg, results_dir=tmp_path, progress=False, runtime=runtime.Runtime(amp=True))
+    assert a.run_dir.name == cfg.hash and a.env["runtime"]["precision"] == "bf16-autocast"
+    assert runs.run(cfg, results_dir=tmp_path, progress=False, runtime=runtime.Runtime()).reused
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:x", "tpu:0"])
+def test_bad_device_strings_get_a_sentence(bad):
+    with pytest.raises(ValueError, match="device"):
+        runtime.resolve_device(bad)
