@@ -35,6 +35,18 @@ NOTEBOOKS = [
     ("summary", None, None),
 ]
 KINDS = {name: kind for name, kind, _ in NOTEBOOKS}
+# The experiments each chapter runs (its first cell's validate_parameters list).
+EXPERIMENTS = {
+    "report_a_classifier": ["A-classifier"],
+    "report_b_classifier": ["B-classifier", "B-ablation-1", "B-ablation-2", "B-ablation-3", "B-ablation-4"],
+    "report_c_classifier": ["C-classifier"],
+    "report_d": ["D-search", "D-search-inbudget"],
+    "report_e_classifier": ["E-classifier"],
+    "report_a_generator": ["A-generator"],
+    "report_b_generator": ["B-generator", "B-generator-sigmoid-128", "B-generator-linear"],
+    "report_c_generator": ["C-generator"],
+    "report_e_generator": ["E-generator"],
+}
 
 # Preview budgets: enough steps to draw a curve and exercise every figure, small enough for 2 CPU cores.
 PREVIEW = {
@@ -61,6 +73,24 @@ def parameters(name: str, preview: bool, device: str) -> dict:
         p.update(seeds=list(PREVIEW_SEEDS), fid_samples=PREVIEW_FID_SAMPLES)
         if kind is not None:
             p.update(PREVIEW[kind], dataset=dict((n, d) for n, _, d in NOTEBOOKS)[name])
+    return p
+
+
+def from_results(name: str, device: str, results_dir=None) -> dict | None:
+    """Parameters that render a chapter from the finished full-budget runs in results/ (no training), or None
+    when some experiment of the chapter has none yet (the chapter then stays as it is)."""
+    from . import queue
+    exps = EXPERIMENTS.get(name)
+    if not exps:
+        return None
+    done = [e for e in queue.plan(results_dir=results_dir or root() / "results") if e.state == "done" and e.experiment in exps]
+    seeds = {n: {e.seed for e in done if e.experiment == n} for n in exps}
+    datasets = {e.config.dataset for e in done}
+    common = set.intersection(*seeds.values())
+    if not common or len(datasets) != 1:
+        return None
+    p = parameters(name, False, device)
+    p.update(seeds=sorted(common), dataset=datasets.pop())
     return p
 
 
@@ -119,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"which notebooks (default: all, in book order): {', '.join(KINDS)}")
     p.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
     p.add_argument("--results-dir", help="run artifacts (default: $CIFAR_NB_RESULTS or the project's results/)")
+    p.add_argument("--from-results", action="store_true",
+                   help="render chapters from the finished full-budget runs in results/ (the queue's), never "
+                        "training; chapters without such runs for every experiment are left as they are")
     p.add_argument("--output-dir", default=None, help="where executed notebooks go (default: book/)")
     p.add_argument("--source-dir", default=None, help="jupytext sources (default: notebooks/)")
     args = p.parse_args(argv)
@@ -140,10 +173,18 @@ def main(argv: list[str] | None = None) -> int:
     failed_dir = root() / "_build" / "failed"
 
     status = 0
+    if args.from_results:
+        os.environ["CIFAR_NB_REUSE_ONLY"] = "1"
     for n in names:
         params = parameters(n, args.preview, args.device)
+        if args.from_results and n != "summary":
+            params = from_results(n, args.device, args.results_dir)
+            if params is None:
+                print(f"skipping {n}: not every experiment of it has finished full-budget runs yet")
+                continue
         t0 = time.monotonic()
-        print(f"executing {n} ({'preview' if args.preview else 'full budget'}) ...", flush=True)
+        seeds = ", ".join(map(str, params["seeds"]))
+        print(f"executing {n} ({'preview' if args.preview else 'full budget'}, seeds {seeds}) ...", flush=True)
         try:
             out = execute(n, params, src_dir, out_dir, failed_dir)
         except Exception as e:   # papermill's error names the failing cell; keep going with the rest
@@ -153,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"  the partly executed notebook is in {failed_dir / (n + '.ipynb')}", file=sys.stderr)
             status = 1
             continue
+        if n == "summary" or n == names[-1]:
+            from .status import write as write_status
+            write_status(root() / "book" / "_status.md", args.results_dir)
         print(f"  wrote {out.relative_to(root()) if out.is_relative_to(root()) else out} "
               f"in {time.monotonic() - t0:.0f} s", flush=True)
     return status

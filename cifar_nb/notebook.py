@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import os
 import re
 import time
 import warnings
@@ -173,6 +174,11 @@ def validate_parameters(experiment_names, *, device="auto", dataset=None, data_r
     P = Params(tuple(names), resolved, dataset, data_root, steps, batch_size, list(seeds), fid_samples,
                Path(results_dir) if results_dir is not None else default_results_dir(), preview)
     todo = P.missing()
+    if todo and os.environ.get("CIFAR_NB_REUSE_ONLY") == "1":
+        names_ = ", ".join(f"{c.experiment} seed {c.seed}" for c in todo)
+        raise ValueError(f"this execution reuses finished runs only (CIFAR_NB_REUSE_ONLY=1), but {len(todo)} are "
+                         f"not in {P.results_dir}: {names_}. Train them first (python -m cifar_nb queue run), "
+                         "or execute without --from-results")
     if todo and resolved is None:
         raise ValueError(f"device={device!r} is not available here and {len(todo)} run(s) are not in "
                          f"{P.results_dir} yet, so they need training; pass device='cpu' (slow) or 'auto', "
@@ -305,6 +311,28 @@ def _rel(path: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 # the run card
 
+def status_line(P: Params, results: dict[str, list[RunResult]] | None = None) -> str:
+    """HTML: one line per experiment saying what was run: full budget or preview, steps, seeds, device, data."""
+    items = []
+    for n in P.experiments:
+        exp = experiments.get(n)
+        rs = (results or {}).get(n) or []
+        steps = rs[0].config.steps if rs else (P.steps or exp.config.steps)
+        full = steps == exp.config.steps and not P.preview
+        seeds = [r.config.seed for r in rs] or list(P.seeds)
+        devices = sorted({"CPU" if str(r.env.get("device_name", "")).startswith("CPU") else
+                          str(r.env.get("device_name") or r.env.get("device") or "?") for r in rs}) or ["—"]
+        what = "<b>full budget</b>" if full else "<b>preview</b>"
+        planned = f" of {len(DEFAULT_SEEDS)} planned" if full and len(seeds) < len(DEFAULT_SEEDS) else ""
+        items.append(f"<li>{html.escape(n)}: {what}, {steps:,} of the report's {exp.config.steps:,} steps · "
+                     f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))} ({len(seeds)}{planned}) · "
+                     f"trained on {html.escape(', '.join(devices))} · "
+                     f"{html.escape(dataset_label(P.dataset_of(n), P.data_root)[0])}</li>")
+    if not items:
+        return ""
+    return f'<div class="run-status"><p><b>What was run</b></p><ul>{"".join(items)}</ul></div>'
+
+
 def banner(P: Params) -> str:
     """HTML: a preview is a smoke test; any other departure from the report's set-up is named."""
     departures: dict[str, list[str]] = {}      # what departs -> the experiments it applies to
@@ -351,7 +379,9 @@ def run_card(P: Params, results: dict[str, list[RunResult]], final: bool = False
                         f"parameters: {a['params']:,} of {a['max_params']:,} ({ok(a['params_ok'])})"
                         + (f" {a['mark']}" if a["mark"] else "")
                         + (f" · batch size {rs[0].config.batch_size:,}" if rs else "")))
-    rows.append(("Seeds", ", ".join(map(str, P.seeds)) + f" ({len(P.seeds)} runs per experiment)"))
+    n_seeds = len(P.seeds)
+    rows.append(("Seeds", ", ".join(map(str, P.seeds))
+                 + f" ({n_seeds} run{'s' if n_seeds != 1 else ''} per experiment)"))
     commits = sorted({e.get("git_commit", "unknown") for e in envs})
     rows.append(("Code (git commit)", f"runs: {', '.join(commits) or '—'}; this execution: "
                                       f"{runs_mod.git_commit()}"))
@@ -368,7 +398,7 @@ def run_card(P: Params, results: dict[str, list[RunResult]], final: bool = False
     rows.append(("Artifacts", ", ".join(dirs) or "—"))
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{_allow_b(v)}</td></tr>" for k, v in rows)
     plain = "\n".join(f"{k}: {_plain(re.sub(r'<[^>]+>', '', v))}" for k, v in rows)
-    text = (banner(P) + '<table class="table run-card"><caption>Run card</caption><tbody>' + body
+    text = (status_line(P, results) + banner(P) + '<table class="table run-card"><caption>Run card</caption><tbody>' + body
             + "</tbody></table>")
     return HTML(text, "Run card\n" + plain)
 

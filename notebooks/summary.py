@@ -37,6 +37,19 @@ P = report.validate_parameters([], device=device, dataset=dataset, data_root=dat
 report.summary_card(P)
 
 # %% [markdown]
+# ## What has been run
+#
+# Per experiment: whether its best set of runs is at the report's full budget or a preview, the steps,
+# seeds, device, dataset and date of those runs, and the verdict of its headline claim. The intro page
+# shows the same table.
+
+# %% tags=["full-width"]
+from IPython.display import Markdown
+from cifar_nb import status
+
+Markdown(status.status_markdown(P.results_dir))
+
+# %% [markdown]
 # ## The leaderboard
 #
 # One row per experiment: its parameter count (ours and the report's), the steps our runs trained

@@ -160,3 +160,58 @@ def test_a_preview_scores_generators_with_the_short_feature_classifier(monkeypat
         P.run_all()
     assert seen == [("C-generator", notebook.PREVIEW_FEATURE_STEPS), ("C-classifier", metrics.FEATURE_STEPS),
                     ("C-generator", metrics.FEATURE_STEPS), ("C-classifier", metrics.FEATURE_STEPS)]
+
+
+def test_status_table_says_what_ran_per_experiment(tmp_path):
+    from cifar_nb import status
+    a = experiments.get("A-classifier").config
+    for s in (0, 1):   # full budget, on the stand-in, 2 of 3 planned seeds
+        fake_run(tmp_path, a.replace(dataset="cifar10-jpeg", seed=s), {"test_acc": 0.6})
+    fake_run(tmp_path, experiments.get("E-classifier").config.replace(steps=60), {"test_acc": 0.1})
+    rows = {r["experiment"]: r for r in status.status_rows(tmp_path)}
+    assert set(rows) == set(experiments.REGISTRY)
+    assert rows["A-classifier"]["state"] == "full budget" and rows["A-classifier"]["seeds"] == [0, 1]
+    assert rows["A-classifier"]["dataset"].startswith("CIFAR-10") and rows["A-classifier"]["device"] == "CPU"
+    assert rows["E-classifier"]["state"] == "preview" and rows["E-classifier"]["steps"] == 60
+    assert rows["C-classifier"]["state"] == "not run"
+    md = status.status_markdown(tmp_path)
+    assert "| A-classifier | **full budget** | 10,000 / 10,000 | 0, 1 (2 of 3 planned) | CPU |" in md
+    assert "| E-classifier | preview | 60 / 10,000 |" in md
+    assert md.startswith("1 of 16 experiments have full-budget runs")
+    out = status.write(tmp_path / "s.md", tmp_path)
+    assert out.read_text() == md
+
+
+def test_run_card_opens_with_what_was_run(tmp_path):
+    a = experiments.get("A-classifier").config.replace(dataset="cifar10-jpeg")
+    rs = [fake_run(tmp_path, a.replace(seed=s), {"test_acc": 0.6}) for s in (0, 1)]
+    P = notebook.validate_parameters(["A-classifier"], dataset="cifar10-jpeg", seeds=[0, 1], results_dir=tmp_path,
+                                     device="cpu")
+    card = notebook.run_card(P, {"A-classifier": rs})._repr_html_()
+    assert card.index("What was run") < card.index("Run card")
+    assert "<b>full budget</b>, 10,000 of the report's 10,000 steps · seeds 0, 1 (2 of 3 planned)" in card
+    assert "(2 runs per experiment)" in card
+    P1 = notebook.validate_parameters(["A-classifier"], dataset="cifar10-jpeg", seeds=[0], results_dir=tmp_path,
+                                      device="cpu")
+    assert "(1 run per experiment)" in notebook.run_card(P1, {"A-classifier": rs[:1]})._repr_html_()
+
+
+def test_reuse_only_execution_refuses_to_train(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_NB_REUSE_ONLY", "1")
+    with pytest.raises(ValueError, match="reuses finished runs only.*A-classifier seed 0"):
+        notebook.validate_parameters(["A-classifier"], dataset="cifar10-jpeg", seeds=[0], results_dir=tmp_path,
+                                     device="cpu")
+
+
+def test_execute_from_results_picks_the_finished_full_budget_seeds(tmp_path, monkeypatch):
+    from cifar_nb import execute
+    monkeypatch.delenv("CIFAR_NB_DATA", raising=False)
+    a = experiments.get("A-classifier").config.replace(dataset="cifar10-jpeg")
+    assert execute.from_results("report_a_classifier", "cpu", tmp_path) is None     # nothing finished
+    for s in (0, 2):
+        fake_run(tmp_path, a.replace(seed=s), {"test_acc": 0.6})
+    monkeypatch.setattr("cifar_nb.queue._dataset_for", lambda exp, present: ("cifar10-jpeg", ""))
+    p = execute.from_results("report_a_classifier", "cpu", tmp_path)
+    assert p["seeds"] == [0, 2] and p["dataset"] == "cifar10-jpeg" and p["steps"] is None and not p["preview"]
+    # a chapter whose experiments are not all finished is left alone
+    assert execute.from_results("report_b_classifier", "cpu", tmp_path) is None
