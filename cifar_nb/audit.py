@@ -167,7 +167,12 @@ def runs_on_disk(name: str, results_dir=None) -> list[list[RunResult]]:
             cfg = RunConfig.from_dict(json.loads(cfg_file.read_text()))
         except (ValueError, TypeError, json.JSONDecodeError):
             continue
-        r = runs_mod.load_complete(cfg, results_dir or default_results_dir())
+        try:
+            r = runs_mod.load_complete(cfg, results_dir or default_results_dir())
+        except runs_mod.RunCorrupt as e:     # the book shows what it can trust and says what it skipped
+            import warnings
+            warnings.warn(str(e))
+            continue
         if r is not None:
             groups.setdefault(cfg.replace(seed=0).hash, []).append(r)
     return [sorted(g, key=lambda r: r.config.seed) for g in groups.values()]

@@ -75,7 +75,7 @@ class Entry:
     hold: str | None
     config: runs.RunConfig
     dataset_note: str = ""
-    state: str = "pending"              # done | checkpointed | pending | held
+    state: str = "pending"              # done | checkpointed | pending | held | corrupt
     step: int = 0
     device: str | None = None           # where it ran (done) or is being trained (checkpointed)
     wall_time_s: float | None = None
@@ -188,7 +188,11 @@ def _fill_state(e: Entry, results_dir) -> None:
         full = [p for p in done if json.loads(p.read_text()).get("preview") is False]
         e.state = "done" if full else "held"
         return
-    done = runs.load_complete(e.config, results_dir)
+    try:
+        done = runs.load_complete(e.config, results_dir)
+    except runs.RunCorrupt as err:
+        e.state, e.hold = "corrupt", str(err)
+        return
     if done is not None:
         e.state, e.step = "done", e.config.steps
         e.device = done.env.get("device_name")
@@ -290,7 +294,7 @@ def select(entries: list[Entry], device: torch.device, only: list[str] | None) -
         if unknown:
             raise ValueError(f"--only names {', '.join(unknown)}, which the queue does not hold; "
                              f"see `python -m cifar_nb queue` for its experiments")
-        chosen = [e for e in entries if e.experiment in only]
+        chosen = [e for e in entries if e.experiment in only and e.state != "corrupt"]
     else:
         chosen = [e for e in entries if not e.hold and (e.cpu_plan or device.type == "cuda")]
     return [e for e in chosen if e.state != "done" and not e.experiment.startswith("D-search")]
@@ -345,6 +349,9 @@ def _work(device, deadline, only, data_root, results_dir, margin_s, progress_int
                 if err.signalled:
                     stop["signal"] = err.signalled
                 break
+            except runs.RunCorrupt as err:
+                log(f"skipped: {err}")
+                continue
             done += 1
             log(f"finished {e.experiment} seed {e.seed} in {time.monotonic() - t0:.0f} s -> {res.run_dir} "
                 f"({', '.join(f'{k}={v:.4f}' for k, v in res.metrics.items() if k.endswith('_acc') and isinstance(v, float))})")

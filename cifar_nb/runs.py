@@ -252,7 +252,15 @@ class RunContext:
     def load_checkpoint(self) -> dict | None:
         if not self.checkpoint_path.exists():
             return None
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        try:
+            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        except Exception as e:   # truncated or overwritten: torch raises several kinds
+            raise RunCorrupt(f"checkpoint {self.checkpoint_path} of {self.config.experiment} seed {self.config.seed} "
+                             f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}). "
+                             f"Delete it to start the run over, or pass --force") from None
+        if not isinstance(state, dict):
+            raise RunCorrupt(f"checkpoint {self.checkpoint_path} does not hold training state; delete it to start "
+                             f"the run over, or pass --force")
         self.history = list(state.pop("history", []))
         self._previous_elapsed = state.pop("elapsed_s", 0.0)
         return state
@@ -358,17 +366,43 @@ class _StopOnSignal:
         return False
 
 
+class RunCorrupt(ValueError):
+    """A run folder or checkpoint that cannot be trusted: unreadable, truncated, or edited by hand."""
+
+
+def _read_json(path: Path, d: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunCorrupt(f"run folder {d} is corrupt: {path.name} is not valid JSON ({e}). Delete the folder to "
+                         f"train the run again, or pass --force") from None
+
+
 def load_complete(cfg: RunConfig, results_dir: Path | str | None = None) -> RunResult | None:
-    """The finished run with exactly this config, or None."""
+    """The finished run with exactly this config, or None. Raises RunCorrupt for a folder that holds a finished
+    run it cannot vouch for (unreadable JSON, or a config that is not the one its folder is named by)."""
     d = run_dir(cfg, results_dir)
     if not (d / "metrics.json").exists():
         return None
-    saved = RunConfig.from_dict(json.loads((d / "config.json").read_text()))
-    if saved != cfg:  # a hash collision or a hand-edited directory: never reuse silently
-        return None
+    try:
+        saved = RunConfig.from_dict(_read_json(d / "config.json", d))
+    except (TypeError, ValueError) as e:
+        if isinstance(e, RunCorrupt):
+            raise
+        raise RunCorrupt(f"run folder {d} is corrupt: its config.json is not a run config ({e}). Delete the "
+                         f"folder to train the run again, or pass --force") from None
+    if saved != cfg:  # a hash collision or a hand-edited directory: never reuse, never overwrite silently
+        changed = sorted(k for k, v in saved.to_dict().items() if cfg.to_dict().get(k) != v)
+        raise RunCorrupt(f"run folder {d} was edited by hand: its config.json differs from the config its name "
+                         f"(hash {cfg.hash}) stands for, in {', '.join(changed) or 'its fields'}. Restore it "
+                         f"(git checkout {d}), delete the folder, or pass --force to train it again")
+    metrics = _read_json(d / "metrics.json", d)
+    if not isinstance(metrics, dict):
+        raise RunCorrupt(f"run folder {d} is corrupt: metrics.json does not hold a JSON object. Delete the folder "
+                         f"to train the run again, or pass --force")
     hist = read_history_csv(d / "history.csv") if (d / "history.csv").exists() else []
-    env = json.loads((d / "env.json").read_text()) if (d / "env.json").exists() else {}
-    return RunResult(cfg, d, json.loads((d / "metrics.json").read_text()), hist, env, reused=True)
+    env = _read_json(d / "env.json", d) if (d / "env.json").exists() else {}
+    return RunResult(cfg, d, metrics, hist, env, reused=True)
 
 
 def run(cfg: RunConfig, device: str | torch.device = "cpu", data_root: Path | str | None = None,
@@ -386,7 +420,7 @@ def run(cfg: RunConfig, device: str | torch.device = "cpu", data_root: Path | st
     from .train import trainer_for
 
     if not force:
-        done = load_complete(cfg, results_dir)
+        done = load_complete(cfg, results_dir)   # raises RunCorrupt rather than overwrite a doubtful folder
         if done is not None:
             return done
     info = describe(cfg.dataset, data_root)

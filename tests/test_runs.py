@@ -145,3 +145,40 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(fake, tmp_p
     with pytest.raises(ValueError, match="lr_warmup"):
         runs.run(cfg(), results_dir=tmp_path, progress=False)
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("which, text", [("metrics.json", "{not json"), ("config.json", "[1, 2"),
+                                         ("env.json", "")])
+def test_a_corrupt_run_folder_is_named_with_its_remedy(fake, tmp_path, which, text):
+    c = cfg()
+    runs.run(c, results_dir=tmp_path, progress=False)
+    d = tmp_path / "unit" / c.hash
+    (d / which).write_text(text)
+    with pytest.raises(runs.RunCorrupt, match=rf"{d}.*{which} is not valid JSON.*--force"):
+        runs.run(c, results_dir=tmp_path, progress=False)
+    assert (d / which).read_text() == text                 # nothing was overwritten
+    fresh = runs.run(c, results_dir=tmp_path, progress=False, force=True)
+    assert not fresh.reused and json.loads((d / "metrics.json").read_text())
+
+
+def test_a_hand_edited_run_folder_is_never_reused_or_overwritten(fake, tmp_path):
+    c = cfg()
+    runs.run(c, results_dir=tmp_path, progress=False)
+    d = tmp_path / "unit" / c.hash
+    edited = dict(json.loads((d / "config.json").read_text()), batch_size=999)
+    (d / "config.json").write_text(json.dumps(edited))
+    before = (d / "metrics.json").read_bytes()
+    with pytest.raises(runs.RunCorrupt, match="edited by hand.*batch_size"):
+        runs.run(c, results_dir=tmp_path, progress=False)
+    assert (d / "metrics.json").read_bytes() == before
+
+
+def test_a_truncated_checkpoint_is_named_with_its_remedy(fake, tmp_path):
+    c = cfg()
+    with pytest.raises(RunInterrupted):
+        runs.run(c, results_dir=tmp_path, progress=False, stop_at_step=17)
+    ck = runs.checkpoint_path(c, tmp_path)
+    ck.write_bytes(ck.read_bytes()[:50])
+    with pytest.raises(runs.RunCorrupt, match=r"cannot be read.*Delete it to start the run over, or pass --force"):
+        runs.run(c, results_dir=tmp_path, progress=False)
+    assert runs.run(c, results_dir=tmp_path, progress=False, force=True).metrics["final_loss"] is not None
