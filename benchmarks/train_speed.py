@@ -3,10 +3,12 @@
     python benchmarks/train_speed.py [--device auto] [--steps 20] [--data-root DIR] [--dataset cifar10-jpeg]
                                      [--workers 2] [--compile] [--experiments A-classifier ...]
 
-fast   cifar_nb.train.classifier.Loop.step: data resident on the device, augmentation batched on the device,
-       on CUDA channels_last + bf16 autocast (+ torch.compile with --compile).
-naive  the textbook loop: a torchvision DataLoader (--workers processes) over PIL images with per-image
-       torchvision.transforms.v2 doing the same augmentation recipe, fp32, eager.
+default     cifar_nb.train.classifier.Loop.step with the runtime the queue uses here (cifar_nb.runtime.default_runtime:
+            bf16 autocast / channels_last / compile where they were measured faster on this kind of device, fp32
+            eager on a CPU without native bf16); data resident on the device, augmentation batched on it.
+fp32 eager  the same loop forced to fp32, eager, contiguous (the loop's CPU path before the runtime options).
+naive       the textbook loop: a torchvision DataLoader (--workers processes) over PIL images with per-image
+            torchvision.transforms.v2 doing the same augmentation recipe, fp32, eager.
 
 Both train the experiment's network with its optimiser, scheduler and batch size. Only optimisation steps are
 timed (after warm-up steps), not evaluation. E-classifier runs on AddNIST (its report's dataset), the others on
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from cifar_nb import data, experiments
 from cifar_nb.models import build_for_config
 from cifar_nb.runs import device_name
+from cifar_nb.runtime import Runtime, default_runtime
 from cifar_nb.train.classifier import Loop
 from cifar_nb.train.optim import build_optimizer, build_scheduler
 
@@ -93,8 +96,8 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def time_fast(cfg, train_set, device, steps, warmup, use_compile):
-    loop = Loop(cfg, train_set, device, use_compile=use_compile)
+def time_fast(cfg, train_set, device, steps, warmup, use_compile, runtime=None):
+    loop = Loop(cfg, train_set, device, use_compile=use_compile, runtime=runtime)
     for _ in range(warmup):
         loop.step()
     _sync(device)
@@ -161,10 +164,13 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default=None, help="default: $CIFAR_NB_DATA")
     p.add_argument("--dataset", default="cifar10-jpeg", help="for A, B, C (E always uses addnist)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the naive loop")
-    p.add_argument("--compile", action="store_true", help="torch.compile the fast loop's model")
+    p.add_argument("--compile", action="store_true", help="torch.compile the default loop's model")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: torch's)")
     p.add_argument("--experiments", nargs="+", default=list(DEFAULT_EXPERIMENTS))
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<device>-train_speed.json)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
@@ -181,21 +187,29 @@ def main(argv=None) -> int:
         cfg = exp.make_config(dataset=dataset)
         n_params = sum(p.numel() for p in build_for_config(
             cfg, train_set.info.num_classes, train_set.info.image_size, train_set.info.channels).parameters())
-        fast = time_fast(cfg, train_set, device, args.steps, args.warmup, args.compile)
+        rt = default_runtime(cfg.model, device, compile=True if args.compile else None)
+        fast = time_fast(cfg, train_set, device, args.steps, args.warmup, False, runtime=rt)
+        fp32 = fast if rt == Runtime(threads=rt.threads) else \
+            time_fast(cfg, train_set, device, args.steps, args.warmup, False, runtime=Runtime())
         naive = time_naive(cfg, train_set, device, args.steps, args.warmup, args.workers)
         row = dict(experiment=exp_name, model=cfg.model, dataset=train_set.info.display_name, params=n_params,
-                   batch_size=cfg.batch_size, augment=cfg.augment, fast_steps_per_s=fast, naive_steps_per_s=naive,
-                   speedup=fast / naive, fast_10k_steps_min=10_000 / fast / 60, naive_10k_steps_min=10_000 / naive / 60)
+                   batch_size=cfg.batch_size, augment=cfg.augment, runtime=rt.as_record(),
+                   steps_per_s=fast, fp32_eager_steps_per_s=fp32, naive_steps_per_s=naive,
+                   speedup_vs_fp32_eager=fast / fp32, speedup_vs_naive=fast / naive,
+                   full_10k_steps_min=10_000 / fast / 60, naive_10k_steps_min=10_000 / naive / 60)
         rows.append(row)
-        print(f"  {exp_name}: fast {fast:.3f} steps/s, naive {naive:.3f} steps/s", flush=True)
+        print(f"  {exp_name}: default {fast:.3f} steps/s ({rt.as_record()['precision']}), fp32 eager {fp32:.3f}, "
+              f"naive {naive:.3f} steps/s", flush=True)
 
-    head = f"{'experiment':<14} {'model':<18} {'params':>7} {'batch':>5} {'fast/s':>8} {'naive/s':>8} {'ratio':>6} " \
-           f"{'10k fast':>9} {'10k naive':>10}"
+    head = f"{'experiment':<14} {'model':<18} {'params':>7} {'batch':>5} {'path':<14} {'default/s':>9} " \
+           f"{'fp32/s':>8} {'naive/s':>8} {'x fp32':>6} {'x naive':>7} {'10k':>7}"
     print("\n" + head + "\n" + "-" * len(head))
     for r in rows:
-        print(f"{r['experiment']:<14} {r['model']:<18} {r['params']:>7,} {r['batch_size']:>5} "
-              f"{r['fast_steps_per_s']:>8.3f} {r['naive_steps_per_s']:>8.3f} {r['speedup']:>6.2f} "
-              f"{_hm(r['fast_10k_steps_min']):>9} {_hm(r['naive_10k_steps_min']):>10}")
+        path = r["runtime"]["precision"] + ("+cl" if r["runtime"]["channels_last"] else "") + \
+            ("+compile" if r["runtime"]["compile"] else "")
+        print(f"{r['experiment']:<14} {r['model']:<18} {r['params']:>7,} {r['batch_size']:>5} {path:<14} "
+              f"{r['steps_per_s']:>9.3f} {r['fp32_eager_steps_per_s']:>8.3f} {r['naive_steps_per_s']:>8.3f} "
+              f"{r['speedup_vs_fp32_eager']:>6.2f} {r['speedup_vs_naive']:>7.2f} {_hm(r['full_10k_steps_min']):>7}")
     out = Path(args.out) if args.out else RESULTS / f"{slug(name)}-train_speed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     import torchvision

@@ -75,7 +75,7 @@ class Entry:
     hold: str | None
     config: runs.RunConfig
     dataset_note: str = ""
-    state: str = "pending"              # done | checkpointed | pending | held | corrupt
+    state: str = "pending"              # done | running | checkpointed | pending | held | corrupt
     step: int = 0
     device: str | None = None           # where it ran (done) or is being trained (checkpointed)
     wall_time_s: float | None = None
@@ -151,16 +151,31 @@ def estimate(cfg: runs.RunConfig, speeds: dict[str, float]) -> tuple[float | Non
     return cpu, h200
 
 
-def _checkpoint_step(path: Path) -> int:
+def _checkpoint_progress(path: Path) -> tuple[int, float | None]:
+    """(steps done, wall seconds spent) recorded in a checkpoint."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception:   # an unreadable checkpoint is the run's problem, reported when it resumes
-        return 0
+        return 0, None
+    elapsed = state.get("elapsed_s") if isinstance(state, dict) else None
     for key in ("loop", None):
         s = state.get(key, state) if key else state
         if isinstance(s, dict) and isinstance(s.get("step"), int):
-            return s["step"]
-    return 0
+            return s["step"], elapsed
+    return 0, elapsed
+
+
+def _measured_cpu_rates(entries: list["Entry"]) -> dict[str, float]:
+    """Whole-run steps per wall second (evaluation included) of this queue's own CPU runs, per experiment:
+    better estimates than a benchmark measured on another CPU."""
+    rates: dict[str, list[float]] = {}
+    for e in entries:
+        secs = e.wall_time_s if e.state == "done" else e.extra.get("elapsed_s")
+        steps = e.config.steps if e.state == "done" else e.step
+        cpu = e.state in ("checkpointed", "running") or (e.device or "").startswith("CPU")
+        if cpu and secs and steps:
+            rates.setdefault(e.experiment, []).append(steps / secs)
+    return {k: sum(v) / len(v) for k, v in rates.items()}
 
 
 def plan(data_root=None, results_dir=None) -> list[Entry]:
@@ -177,6 +192,10 @@ def plan(data_root=None, results_dir=None) -> list[Entry]:
             e.est_cpu_s, e.est_h200_s = estimate(cfg, speeds)
             _fill_state(e, results_dir)
             entries.append(e)
+    for e in entries:
+        rate = _measured_cpu_rates(entries).get(e.experiment)
+        if rate:
+            e.est_cpu_s = e.config.steps / rate
     return entries
 
 
@@ -199,8 +218,14 @@ def _fill_state(e: Entry, results_dir) -> None:
         e.wall_time_s = done.metrics.get("wall_time_s")
         return
     ck = runs.checkpoint_path(e.config, results_dir)
-    if ck.exists():
-        e.state, e.step, e.device = "checkpointed", _checkpoint_step(ck), "checkpoint store"
+    pid = _Lock(e.key).holder()
+    if pid:
+        e.state, e.device = "running", f"worker pid {pid}"
+        if ck.exists():
+            e.step, e.extra["elapsed_s"] = _checkpoint_progress(ck)
+    elif ck.exists():
+        e.state, e.device = "checkpointed", "checkpoint store"
+        e.step, e.extra["elapsed_s"] = _checkpoint_progress(ck)
     elif e.hold:
         e.state = "held"
 
@@ -225,7 +250,8 @@ def print_plan(entries: list[Entry]) -> None:
            f"{'CPU est':>8} {'H200 est':>8}  plan"
     print(head + "\n" + "-" * len(head))
     for e in entries:
-        state = e.state if e.state != "checkpointed" else f"checkpoint @ {e.step:,}"
+        state = {"checkpointed": f"checkpoint @ {e.step:,}", "running": f"running (ckpt @ {e.step:,})"}.get(
+            e.state, e.state)
         print(f"{e.priority:>2}  {e.experiment:<24} {e.seed:>4}  {e.config.dataset:<13} {state:<22} "
               f"{(e.device or '-')[:22]:<22} {_hm(e.est_cpu_s):>8} {_hm(e.est_h200_s):>8}  "
               f"{'CPU' if e.cpu_plan else 'GPU'}{'; ' + e.hold if e.hold and e.state != 'done' else ''}")
@@ -267,6 +293,14 @@ class _Lock:
             self.held = True
             return True
         return False
+
+    def holder(self) -> int | None:
+        """The pid of the live worker that holds this run, if any."""
+        try:
+            pid = int(self.path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return None
+        return pid if pid and _alive(pid) else None
 
     def release(self) -> None:
         if self.held:

@@ -17,7 +17,7 @@ def test_queue_json_lists_every_full_budget_run(capsys, tmp_path, monkeypatch):
     rows = json.loads(capsys.readouterr().out)
     for r in rows:
         assert {"experiment", "seed", "state", "est_cpu_s", "est_h200_s", "device"} <= set(r)
-        assert r["state"] in ("done", "checkpointed", "pending", "held")
+        assert r["state"] in ("done", "running", "checkpointed", "pending", "held", "corrupt")
         assert r["est_h200_s"] > 0
     # every experiment of the registry is in the plan, at three seeds (the FD-cls net is trained by others)
     by_exp = {}
@@ -146,3 +146,24 @@ def test_runtime_is_not_part_of_the_config_hash(synthetic, tmp_path):
 def test_bad_device_strings_get_a_sentence(bad):
     with pytest.raises(ValueError, match="device"):
         runtime.resolve_device(bad)
+
+
+def test_estimates_come_from_this_queue_s_own_finished_runs(synthetic, tmp_path, monkeypatch):
+    _tiny_plan(monkeypatch)
+    queue.work(torch.device("cpu"), None, ["A-classifier"], results_dir=tmp_path)
+    entries = queue.plan(results_dir=tmp_path)
+    wall = sum(e.wall_time_s for e in entries) / len(entries)
+    assert entries[0].est_cpu_s == pytest.approx(wall, rel=0.5)    # the measured rate, not the benchmark's
+
+
+def test_a_run_held_by_a_live_worker_is_shown_running(synthetic, tmp_path, monkeypatch):
+    _tiny_plan(monkeypatch)
+    first = queue.plan(results_dir=tmp_path)[0]
+    lock = queue._Lock(first.key)
+    assert lock.acquire()
+    try:
+        e = queue.plan(results_dir=tmp_path)[0]
+        assert e.state == "running" and str(os.getpid()) in e.device
+    finally:
+        lock.release()
+    assert queue.plan(results_dir=tmp_path)[0].state == "pending"
