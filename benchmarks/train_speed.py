@@ -166,6 +166,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the naive loop")
     p.add_argument("--compile", action="store_true", help="torch.compile the default loop's model")
     p.add_argument("--threads", type=int, help="intra-op threads (default: torch's)")
+    p.add_argument("--variants", nargs="*", choices=sorted(VARIANTS),
+                   help="also time these runtime combinations (each in a child process), to choose the defaults")
     p.add_argument("--experiments", nargs="+", default=list(DEFAULT_EXPERIMENTS))
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<device>-train_speed.json)")
     args = p.parse_args(argv)
@@ -192,11 +194,16 @@ def main(argv=None) -> int:
         fp32 = fast if rt == Runtime(threads=rt.threads) else \
             time_fast(cfg, train_set, device, args.steps, args.warmup, False, runtime=Runtime())
         naive = time_naive(cfg, train_set, device, args.steps, args.warmup, args.workers)
+        variants = {}
+        for v in (args.variants or []):
+            variants[v] = _time_variant(cfg, train_set, device, args.steps, args.warmup, v)
+            print(f"    {v}: {variants[v] if variants[v] is None else round(variants[v], 3)} steps/s", flush=True)
         row = dict(experiment=exp_name, model=cfg.model, dataset=train_set.info.display_name, params=n_params,
                    batch_size=cfg.batch_size, augment=cfg.augment, runtime=rt.as_record(),
                    steps_per_s=fast, fp32_eager_steps_per_s=fp32, naive_steps_per_s=naive,
                    speedup_vs_fp32_eager=fast / fp32, speedup_vs_naive=fast / naive,
-                   full_10k_steps_min=10_000 / fast / 60, naive_10k_steps_min=10_000 / naive / 60)
+                   full_10k_steps_min=10_000 / fast / 60, naive_10k_steps_min=10_000 / naive / 60,
+                   variants_steps_per_s=variants)
         rows.append(row)
         print(f"  {exp_name}: default {fast:.3f} steps/s ({rt.as_record()['precision']}), fp32 eager {fp32:.3f}, "
               f"naive {naive:.3f} steps/s", flush=True)
@@ -221,6 +228,27 @@ def main(argv=None) -> int:
     print(f"\nwrote {out} (load average {load_before} before, {record['load_average_after']} after, "
           f"{os.cpu_count()} cores)")
     return 0
+
+
+VARIANTS = {"bf16": dict(amp=True), "bf16+cl": dict(amp=True, channels_last=True), "fp32+cl": dict(channels_last=True),
+            "bf16+compile": dict(amp=True, compile=True), "fp32+compile": dict(compile=True)}
+
+
+def _time_variant(cfg, train_set, device, steps, warmup, name):
+    """steps/s of one runtime combination, in a child process: torch.compile has aborted the whole process on
+    one CPU here ("double free or corruption"), and a crash must cost one cell of the table, not the run."""
+    import subprocess
+    code = ("import sys,json,torch; from cifar_nb import data, experiments; from cifar_nb.runtime import Runtime; "
+            "sys.path.insert(0, %r); from train_speed import time_fast; torch.set_num_threads(%d); "
+            "exp=experiments.get(%r); tr=data.load(%r,'train'); cfg=exp.make_config(dataset=%r); "
+            "print(json.dumps(time_fast(cfg, tr, torch.device(%r), %d, %d, False, runtime=Runtime(**%r))))"
+            % (str(Path(__file__).resolve().parent), torch.get_num_threads(), cfg.experiment, cfg.dataset,
+               cfg.dataset, str(device), steps, warmup, VARIANTS[name]))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
+    if p.returncode != 0:
+        print(f"    {name} failed (exit {p.returncode}): {(p.stderr.strip().splitlines() or ['?'])[-1][:200]}")
+        return None
+    return float(p.stdout.strip().splitlines()[-1])
 
 
 def _loadavg():
