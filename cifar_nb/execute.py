@@ -94,6 +94,24 @@ def from_results(name: str, device: str, results_dir=None) -> dict | None:
     return p
 
 
+def toggle_label(cell) -> str | None:
+    """What a folded cell's toggle says in the book: what it hides, not 'Show code cell content'."""
+    tags = set(cell.metadata.get("tags", []))
+    src = cell.get("source", "")
+    if not tags & {"hide-input", "hide-cell", "hide-output"}:
+        return None
+    if "injected-parameters" in tags:
+        return "Show the parameters this execution was given"
+    if "validate_parameters(" in src:
+        return "Show the code that checks this chapter's parameters"
+    if "run_all(" in src:
+        return "Show the code that trains or reuses the runs, and its log"
+    if "hide-output" in tags:
+        return "Show the output"
+    first = next((ln.lstrip("# ").strip() for ln in src.splitlines() if ln.startswith("#")), "")
+    return f"Show the code: {first}" if first else "Show the code"
+
+
 def load_source(path: Path):
     """A jupytext percent-format .py as an unexecuted notebook with the project's kernel."""
     import jupytext
@@ -130,6 +148,9 @@ def execute(name: str, params: dict, src_dir: Path, out_dir: Path, failed_dir: P
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and "hide-cell" not in tags:
             tags.append("hide-cell")
+        label = toggle_label(cell)
+        if label:
+            cell.metadata.setdefault("mystnb", {})["code_prompt_show"] = label
     pmeta = nb.metadata.get("papermill", {})
     pmeta["input_path"] = f"notebooks/{name}.py"
     pmeta["output_path"] = f"book/{name}.ipynb"

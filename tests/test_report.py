@@ -215,3 +215,44 @@ def test_execute_from_results_picks_the_finished_full_budget_seeds(tmp_path, mon
     assert p["seeds"] == [0, 2] and p["dataset"] == "cifar10-jpeg" and p["steps"] is None and not p["preview"]
     # a chapter whose experiments are not all finished is left alone
     assert execute.from_results("report_b_classifier", "cpu", tmp_path) is None
+
+
+def test_kid_is_shown_raw_and_its_header_says_so(tmp_path):
+    """metrics.json stores torch-fidelity's raw KID in the FD-cls features; every table that shows it
+    says which scale it is on (raw, not the x10^3 that Inception KID is usually printed at)."""
+    exp = experiments.get("E-generator")
+    rs = [fake_run(tmp_path, exp.config.replace(seed=s), {"fd_cls": 100.0 + s, "kid_mean": v, "kid_std": 0.1,
+                                                          "fid": None})
+          for s, v in enumerate([3.5, 3.7])]
+    P = report.validate_parameters(["E-generator"], results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
+    table = report.generator_table(P, {"E-generator": rs})
+    kid_cols = [c for c in table.columns if "KID" in c]
+    assert len(kid_cols) == 1 and "raw" in kid_cols[0] and "×10³" in kid_cols[0], table.columns
+    assert table.column(kid_cols[0]) == ["3.600 ± 0.141"]        # the stored value, not multiplied
+    assert "raw" in table.caption and "10³" in table.caption
+    assert "raw" in audit.metric_name("kid_mean")
+    ours = report.ours_table({"E-generator": rs}, ["kid_mean"])
+    assert ours.columns[1] == audit.metric_name("kid_mean") and "×10³" in ours.columns[1]
+    assert ours.column(ours.columns[1]) == ["3.600 ± 0.141"]
+    assert audit.fmt_kid(5143.6, 11.7) == "5,144 ± 12" and audit.fmt_kid(None) == "—"
+
+
+def test_claim_sources_name_the_report_by_title_and_keep_its_file():
+    c = experiments.get("A-classifier").claims[0]
+    assert c.source("A") == "report A (Efficient CIFAR-100 Modelling, anonymous), §2 Results"
+    assert experiments.REPORT_FILES["A"] in c.source("A", with_file=True)
+    table = report.claims_list("C-classifier")
+    assert all(s.startswith("report C (Efficient CIFAR-100 Classification") for s in table.column("source"))
+    assert not any(".txt" in s for s in table.column("source"))
+
+
+def test_folded_cells_say_what_they_hide():
+    import nbformat
+    from cifar_nb import execute
+    code = nbformat.v4.new_code_cell
+    assert execute.toggle_label(code("P = report.validate_parameters([])", metadata={"tags": ["hide-input"]})) \
+        == "Show the code that checks this chapter's parameters"
+    assert "trains or reuses" in execute.toggle_label(code("runs = P.run_all()", metadata={"tags": ["hide-cell"]}))
+    assert execute.toggle_label(code("x = 1", metadata={"tags": ["hide-cell", "injected-parameters"]})) \
+        == "Show the parameters this execution was given"
+    assert execute.toggle_label(code("x = 1", metadata={"tags": ["remove-input"]})) is None
