@@ -13,6 +13,7 @@ Nothing here displays anything: cifar_nb.report turns these rows into the book's
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -55,6 +56,8 @@ def metric_family(metric: str) -> str:
 def fmt(metric: str, v, std=None) -> str:
     if v is None:
         return "—"
+    if metric.lower().startswith("kid_"):
+        return fmt_kid(v, std)                       # raw, four significant figures (see KID_LABEL)
     if metric_family(metric) == "acc":
         s = f"{100 * v:.2f} %"
         return s if std is None else f"{100 * v:.2f} ± {100 * std:.2f} %"
@@ -69,11 +72,28 @@ def fmt_int(n) -> str:
     return "—" if n is None else f"{int(n):,}"
 
 
+# KID as metrics.json stores it (kid_mean, kid_std): torch-fidelity's raw value, in the penultimate features
+# of the FD-cls classifier, never multiplied by 10^3 as Inception-feature KID is usually printed. Its cubic
+# kernel makes it span orders of magnitude between runs (a near-noise DDPM preview scores thousands, a
+# DCGAN a few units), and it has no common scale with Inception KID. Every table says so in its label.
+KID_LABEL = "KID, raw (substitute features, not ×10³)"
+KID_SCALE_NOTE = ("KID is torch-fidelity's raw value in the FD-cls classifier's features, not multiplied "
+                  "by 10³ and not on the scale of Inception-feature KID.")
+
+
+def fmt_kid(v, std=None) -> str:
+    """A raw KID (and its std), four significant figures, with thousands separators."""
+    if v is None:
+        return "—"
+    digits = max(0, 3 - math.floor(math.log10(abs(v)))) if v else 3
+    return f"{v:,.{digits}f}" if std is None else f"{v:,.{digits}f} ± {std:,.{digits}f}"
+
+
 METRIC_NAMES = {"test_acc": "test accuracy", "train_acc": "train accuracy", "train_loss": "train loss",
                 "test_loss": "test loss", "best_test_acc": "best test accuracy",
                 "best_train_acc": "best train accuracy", "fid": "FID (CIFAR-100 test)",
                 "lpips_nn": "LPIPS to nearest training image", "fd_cls": "FD-cls (substitute, not FID)",
-                "kid_mean": "KID (substitute features)", "nn_pixel_mean": "RMS pixel distance to nearest training image"}
+                "kid_mean": KID_LABEL, "nn_pixel_mean": "RMS pixel distance to nearest training image"}
 
 
 def metric_name(key: str) -> str:

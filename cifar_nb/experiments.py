@@ -19,6 +19,27 @@ REPORT_FILES = {
     "D": "003_4587bb5495cc11ab.txt",
     "E": "004_303363084e6ad2d9.txt",
 }
+# Each report's title and author as printed on its first page (the titles in capitals there); A and B share
+# a title, so the author tells them apart. book/references.md lists the same, with the file names.
+REPORT_TITLES = {
+    "A": "Efficient CIFAR-100 Modelling",
+    "B": "Efficient CIFAR-100 Modelling",
+    "C": "Efficient CIFAR-100 Classification and Modelling Using DenseNet and DCGAN",
+    "D": "CIFAR-100",
+    "E": "Efficient Discriminative and Generative Modelling",
+}
+REPORT_AUTHORS = {
+    "A": "anonymous",            # printed "Anonymous author"
+    "B": "T. Zavileiskii",
+    "C": "Y. Berezovskiy",
+    "D": "K. Lopez",
+    "E": "A. Yordanov",
+}
+
+
+def report_label(report: str) -> str:
+    """How the book names a report: 'report A (Efficient CIFAR-100 Modelling, anonymous)'."""
+    return f"report {report} ({REPORT_TITLES[report]}, {REPORT_AUTHORS[report]})"
 # Steps per epoch at batch 256 on 50,000 images: the unit of report B's per-epoch LR decay.
 B_EPOCH_STEPS = 50_000 // 256
 
@@ -30,8 +51,10 @@ class Claim:
     std: float | None = None
     where: str = ""        # section of the report the number comes from
 
-    def source(self, report: str) -> str:
-        return f"report {report} ({REPORT_FILES[report]}){', ' + self.where if self.where else ''}"
+    def source(self, report: str, with_file: bool = False) -> str:
+        """'report A (<title>, <author>), §2 Results'; with_file adds the report's file name."""
+        file = f" [{REPORT_FILES[report]}]" if with_file else ""
+        return f"{report_label(report)}{file}{', ' + self.where if self.where else ''}"
 
 
 @dataclass
@@ -72,6 +95,7 @@ class Experiment:
                        "max_steps": self.budget.max_steps},
             "within_budget": n <= self.budget.max_params and cfg.steps <= self.budget.max_steps,
             "out_of_budget": self.out_of_budget,
+            "report_file": REPORT_FILES[self.report], "report_title": REPORT_TITLES[self.report],
             "claims": [dict(metric=c.metric, value=c.value, std=c.std, source=c.source(self.report))
                        for c in self.claims],
             "config": cfg.to_dict(), "notes": self.notes,

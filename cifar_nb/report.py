@@ -17,13 +17,15 @@ import json
 from pathlib import Path
 
 from . import budget, experiments, runs as runs_mod
-from .audit import (UNMEASURABLE, VERDICTS, best_group, dataset_label,
-                    fmt, fmt_int, leaderboard_rows, metric_family, metric_name, n_params, rules_broken,
-                    verdict)
+from .audit import (KID_SCALE_NOTE, UNMEASURABLE, VERDICTS, best_group, dataset_label,
+                    fmt, fmt_int, fmt_kid, leaderboard_rows, metric_family, metric_name, n_params,
+                    rules_broken, verdict)
 # what a notebook calls besides the tables below
 from .notebook import (Markdown, Params, Table, finish, show_figure, show_run_card,  # noqa: F401
                        summary_card, validate_parameters)
 from .runs import RunResult
+
+KID_COLUMN = "KID ours (raw, substitute features, not ×10³)"
 
 # ---------------------------------------------------------------------------------------------
 # chapter content
@@ -34,7 +36,7 @@ def claims_list(names) -> Table:
     rows = []
     for n in names:
         exp = experiments.get(n)
-        rows.append([n, "parameters", fmt_int(exp.claimed_params), f"report {exp.report}"])
+        rows.append([n, "parameters", fmt_int(exp.claimed_params), experiments.report_label(exp.report)])
         for c in exp.claims:
             rows.append([n, metric_name(c.metric), fmt(c.metric, c.value, c.std), c.source(exp.report)])
     return Table(["experiment", "claim", "value", "source"], rows)
@@ -134,15 +136,15 @@ def generator_table(P: Params, results: dict[str, list[RunResult]]) -> Table:
         fd = runs_mod.aggregate(rs, "fd_cls")
         kid = runs_mod.aggregate(rs, "kid_mean")
         rows.append([n, fmt("fid", fid_claim.value) if fid_claim else "—", fid_ours,
-                     fmt("fd_cls", fd["mean"], fd["std"]), fmt("kid_mean", kid["mean"], kid["std"]), str(len(rs))])
+                     fmt("fd_cls", fd["mean"], fd["std"]), fmt_kid(kid["mean"], kid["std"]), str(len(rs))])
     unmeasured = [n for n, rs in results.items() if runs_mod.aggregate(rs, "fid")["mean"] is None]
-    caption = "Generators: mean ± sample std (ddof=1) over seeds."
+    caption = ("Generators: mean ± sample std (ddof=1) over seeds. " + KID_SCALE_NOTE)
     if unmeasured:
         caption += (" FID needs the CIFAR-100 test set and torch-fidelity's Inception weights; where both "
                     f"exist it is measured by `{fid_command(unmeasured[0])}`"
                     + (" (likewise for the other experiments)." if len(unmeasured) > 1 else "."))
     return Table(["experiment", "FID claimed", "FID ours", "FD-cls ours (substitute, not FID)",
-                  "KID ours (substitute features)", "seeds"], rows, caption=caption)
+                  KID_COLUMN, "seeds"], rows, caption=caption)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,6 +246,7 @@ def generator_notes(result: RunResult) -> Table:
     m = result.metrics
     keys = [("sampler", "sampler"), ("fd_cls_metric", "FD-cls"), ("fd_cls_reference", "FD-cls reference"),
             ("fd_cls_samples", "generated images scored"), ("kid_subset_size", "KID subset size"),
+            ("kid_subsets", "KID subsets"),
             ("resized_for_eval", "resizing before scoring"), ("fid_status", "FID"),
             ("lpips_status", "LPIPS nearest neighbours"), ("nn_pixel_metric", "pixel nearest neighbours"),
             ("cherry_pick_rule", "cherry-picking rule")]

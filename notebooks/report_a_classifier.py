@@ -9,9 +9,9 @@
 # %% [markdown]
 # # Report A, classifier: a residual-bottleneck CNN
 #
-# Report A's classifier, which its author calls "MyCNN", combines residual connections, 1x1 bottleneck
-# convolutions, batch normalisation and ReLU, and is trained with Adam under a cyclic learning-rate
-# schedule. This chapter rebuilds it within the 100,000-parameter budget, trains it for the report's
+# Report A's classifier, which its author calls "MyCNN", combines residual connections {cite:p}`he2016resnet`, 1x1 bottleneck
+# convolutions, batch normalisation {cite:p}`ioffe2015batchnorm` and ReLU, and is trained with Adam {cite:p}`kingma2015adam` under a cyclic learning-rate
+# schedule {cite:p}`smith2017cyclical`. This chapter rebuilds it within the 100,000-parameter budget, trains it for the report's
 # 10,000 steps on several seeds, and checks the accuracies the report gives.
 
 # %% tags=["parameters", "remove-cell"]
@@ -60,8 +60,8 @@ report.architecture("A-classifier")
 
 # %% [markdown]
 # The training recipe, field by field. Where the report is silent we chose the plainest reading: the
-# cyclic schedule is PyTorch's `CyclicLR`, cycling only the learning rate (between 1e-4 and 3e-3, the
-# amplitude halving every cycle), since Adam has no momentum term for it to cycle. "A larger batch
+# cyclic schedule is PyTorch's `CyclicLR` {cite:p}`paszke2019pytorch`, cycling only the learning rate (between 1e-4 and 3e-3, the
+# amplitude halving every cycle: the `triangular2` policy of {cite:t}`smith2017cyclical`), since Adam has no momentum term for it to cycle. "A larger batch
 # size" is read as 256, and there is no augmentation: the report names crops and colour jitter only as
 # future work. A right-hand column appears only where this execution departs from the report's recipe.
 

@@ -9,10 +9,10 @@
 # %% [markdown]
 # # Report A, generator: a DCGAN at 64x64
 #
-# Report A's generator is a DCGAN that works at 64x64: the CIFAR images are enlarged to 64 pixels, the
+# Report A's generator is a DCGAN {cite:p}`radford2016dcgan` that works at 64x64: the CIFAR images are enlarged to 64 pixels, the
 # generator turns a latent vector into an image through five transposed convolutions, and the
 # discriminator mirrors it. The report shrinks both networks ("pruning") to meet the 1,000,000-parameter
-# budget, then claims an FID of 31.56, the best of the four generators in this book by a wide margin.
+# budget, then claims an FID {cite:p}`heusel2017fid` of 31.56, the best of the four generators in this book by a wide margin.
 
 # %% tags=["parameters", "remove-cell"]
 device = "auto"          # auto | cpu | cuda | cuda:N
@@ -41,8 +41,8 @@ report.show_run_card(P, runs)
 # %% [markdown]
 # ## What the report claims
 #
-# Besides the FID, the report measures how close its samples are to the training set with LPIPS to the
-# nearest training images (0.146), uses spherical interpolation (SLERP) between latents, and states
+# Besides the FID, the report measures how close its samples are to the training set with LPIPS {cite:p}`zhang2018lpips` to the
+# nearest training images (0.146), uses spherical interpolation (SLERP) {cite:p}`shoemake1985slerp,white2016sampling` between latents, and states
 # 1,000,052 parameters while also stating that it incurred no penalties.
 
 # %%
@@ -60,15 +60,15 @@ report.budget_table(P, runs)
 # %% [markdown]
 # ## Our reading of the network
 #
-# The report follows the DCGAN paper's design for generator and discriminator but does not give the
-# widths after pruning. Ours are chosen to stay just under the budget with the generator and the
+# The report follows the DCGAN paper's design {cite:p}`radford2016dcgan` for generator and discriminator but does not give the
+# widths after pruning. Ours, pruned from the network of the PyTorch DCGAN tutorial {cite:p}`inkawhich2018dcgantutorial`, are chosen to stay just under the budget with the generator and the
 # discriminator counted together:
 
 # %% tags=["remove-input"]
 report.architecture("A-generator")
 
 # %% [markdown]
-# Training follows the DCGAN paper where the report defers to it: binary cross-entropy, Adam at 2e-4
+# Training follows the DCGAN paper where the report defers to it: binary cross-entropy, Adam {cite:p}`kingma2015adam` at 2e-4
 # with betas (0.5, 0.999), and a step decay of the learning rate, with horizontal flips and resizing to
 # 64x64 as the report's preprocessing.
 
@@ -88,8 +88,8 @@ plots.plot_history(runs["A-generator"], keys=("loss_d", "loss_g"), ylabel="BCE l
 # %% [markdown]
 # ## Scores
 #
-# FID needs the Inception weights and the CIFAR-100 test set. Where they are absent, the FID column says
-# so and gives the command that measures it; FD-cls and KID, computed in the features of a small
+# FID {cite:p}`heusel2017fid` needs the Inception weights {cite:p}`szegedy2016inception` and the CIFAR-100 test set {cite:p}`krizhevsky2009cifar`. Where they are absent, the FID column says
+# so and gives the command that measures it; FD-cls and KID {cite:p}`binkowski2018kid` (shown raw, not ×10³), computed in the features of a small
 # classifier trained here, stand in for ranking our own runs but are not comparable with the report.
 
 # %% tags=["full-width"]

@@ -10,8 +10,8 @@
 # # Report B, classifier: a depthwise-separable residual net and four ablations
 #
 # Report B spends its parameters on depth. Its network starts with a 5x5 convolution and alternates
-# small blocks that double the channel count with residual blocks built from a 1x1 bottleneck, a
-# depthwise 3x3 convolution and pointwise 1x1 convolutions; two max-pools bring the image to 8x8 before
+# small blocks that double the channel count with residual blocks {cite:p}`he2016resnet` built from a 1x1 bottleneck, a
+# depthwise 3x3 convolution and pointwise 1x1 convolutions {cite:p}`chollet2017xception,howard2017mobilenets`; two max-pools bring the image to 8x8 before
 # a global average pool and one linear layer. The report also tries four ways to narrow its large gap
 # between train and test accuracy. This chapter re-runs the final recipe and all four variations.
 
@@ -61,7 +61,7 @@ report.claims_list(["B-classifier"] + ABLATIONS)
 report.architecture("B-classifier")
 
 # %% [markdown]
-# The recipe is the report's: Adam at 0.005 with weight decay 5e-5, batch 256, horizontal flips only.
+# The recipe is the report's: Adam {cite:p}`kingma2015adam` at 0.005 with weight decay 5e-5, batch 256, horizontal flips only.
 # The report's "exponential decay 0.98" is applied once per epoch of 195 steps, the usual reading of a
 # per-epoch scheduler in a step-counting loop.
 
@@ -100,7 +100,7 @@ plots.plot_claims(report.claim_rows(P, {"B-classifier": runs["B-classifier"]}, "
 # %% [markdown]
 # ## The four ablations
 #
-# Each ablation changes one thing in the final recipe: stronger weight decay; dropout before the last
+# Each ablation changes one thing in the final recipe: stronger weight decay; dropout {cite:p}`srivastava2014dropout` before the last
 # two channel-expansion blocks; flips, Gaussian noise and random crops; flips, spatial and colour
 # jitter and random crops. The report's dropout rate is printed as "0.4%", which we read as a
 # probability of 0.4. The report's numbers are maxima over training, so ours are too.

@@ -9,11 +9,11 @@
 # %% [markdown]
 # # Report B, generator: a class-conditional DDPM
 #
-# Report B is the only report to train a diffusion model instead of a GAN. A U-Net built from
-# depthwise-separable residual blocks learns to predict the noise added to an image, conditioned on the
+# Report B is the only report to train a diffusion model {cite:p}`ho2020ddpm` instead of a GAN. A U-Net {cite:p}`ronneberger2015unet` built from
+# depthwise-separable residual blocks {cite:p}`chollet2017xception,howard2017mobilenets` learns to predict the noise added to an image, conditioned on the
 # time step and on the class label: the features are multiplied by a label embedding and shifted by a
-# time embedding. The report compares two noise schedules over 50,000 steps, a sigmoid schedule and the
-# original linear one, at batch 128, and keeps the sigmoid schedule for its final model, trained at batch
+# time embedding. The report compares two noise schedules over 50,000 steps, a sigmoid schedule {cite:p}`jabri2023rin` and the
+# original linear one {cite:p}`ho2020ddpm`, at batch 128, and keeps the sigmoid schedule for its final model, trained at batch
 # 256. This chapter runs all three: the final model and both arms of the comparison, so that the
 # schedules are compared at the same batch size, as the report did.
 
@@ -63,9 +63,9 @@ report.claims_list(NAMES)
 report.architecture("B-generator")
 
 # %% [markdown]
-# The recipe: noise-prediction loss over 1,000 diffusion steps, Adam at 0.003 decayed by 0.995 per
-# epoch, no weight averaging, and ancestral sampling through all 1,000 steps. A preview samples with a
-# respaced schedule of a few steps instead, which the scores table states.
+# The recipe: noise-prediction loss over 1,000 diffusion steps, Adam {cite:p}`kingma2015adam` at 0.003 decayed by 0.995 per
+# epoch, no weight averaging, and ancestral sampling {cite:p}`ho2020ddpm` through all 1,000 steps. A preview samples with a
+# respaced schedule {cite:p}`nichol2021improved` of a few steps instead, which the scores table states.
 
 # %%
 report.recipe(P, "B-generator")

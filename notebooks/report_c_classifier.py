@@ -9,10 +9,10 @@
 # %% [markdown]
 # # Report C, classifier: a small DenseNet trained with AugMix
 #
-# Report C uses dense connectivity to make the most of a small budget: inside each of four dense blocks,
+# Report C uses dense connectivity {cite:p}`huang2017densenet` to make the most of a small budget: inside each of four dense blocks,
 # every layer sees the feature maps of all the layers before it. With five layers per block and a growth
 # rate of 8, the network stays under 100,000 parameters. Training leans on augmentation: reflected
-# random crops, horizontal flips and AugMix. This chapter rebuilds the network, re-runs the recipe over
+# random crops, horizontal flips and AugMix {cite:p}`hendrycks2020augmix`. This chapter rebuilds the network, re-runs the recipe over
 # several seeds and sets the outcome against the report's accuracies.
 
 # %% tags=["parameters", "remove-cell"]
@@ -51,7 +51,7 @@ report.claims_list("C-classifier")
 # %% [markdown]
 # ## Our reading of the network
 #
-# The report describes each layer as batch normalisation, ReLU and a 3x3 convolution, and each
+# The report describes each layer as batch normalisation {cite:p}`ioffe2015batchnorm`, ReLU and a 3x3 convolution, and each
 # transition as a 1x1 convolution followed by 2x2 average pooling. It does not give the stem width,
 # whether transitions compress the channels, or the head; the model's description says what we chose.
 
@@ -60,8 +60,8 @@ report.architecture("C-classifier")
 
 # %% [markdown]
 # The report names the batch size and the learning rate but not the optimiser or a schedule. We use
-# Adam at a constant 0.0075, the simplest reading that matches the stated numbers. AugMix is
-# torchvision's `v2.AugMix` with its default settings, applied image by image on the training device.
+# Adam {cite:p}`kingma2015adam` at a constant 0.0075, the simplest reading that matches the stated numbers. AugMix is
+# torchvision's `v2.AugMix` {cite:p}`torchvision2016` with its default settings, applied image by image on the training device.
 
 # %%
 report.recipe(P, "C-classifier")

@@ -9,7 +9,7 @@
 # %% [markdown]
 # # Report C, generator: a five-layer DCGAN
 #
-# Report C's generator is the most economical of the four: a symmetric DCGAN of five layers on each
+# Report C's generator is the most economical of the four: a symmetric DCGAN {cite:p}`radford2016dcgan` of five layers on each
 # side, 595,840 parameters in all, turning a 128-dimensional latent vector into a 32x32 image. The
 # discriminator uses LeakyReLU and a sigmoid output, and the report adjusts the real and fake labels to
 # keep the discriminator from becoming over-confident.
@@ -51,7 +51,7 @@ report.claims_list("C-generator")
 # count, but not the channel widths. The widths below are the ones at which this family of networks has
 # exactly 595,840 parameters. For the labels, the report says only that the real and fake targets were
 # adjusted; we soften both targets towards each other (the `real_label` and `fake_label` entries of the
-# recipe table), the common form of that adjustment.
+# recipe table), the common form of that adjustment: a two-sided version of the label smoothing that {cite:t}`salimans2016improved` discuss.
 
 # %% tags=["remove-input"]
 report.architecture("C-generator")

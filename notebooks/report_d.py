@@ -13,7 +13,7 @@
 # eight ordinary convolutional networks, lets a hyper-parameter search with early stopping choose among
 # them and their training settings, and retrains the three best for longer on the whole training set.
 # The winners have between 2.5 and 10.4 million parameters, 25 to 100 times the classifier budget the
-# other reports work under. This chapter rebuilds the search in Optuna, runs it at the report's scale
+# other reports work under. This chapter rebuilds the search in Optuna {cite:p}`akiba2019optuna`, runs it at the report's scale
 # (marked OUT OF BUDGET wherever its numbers appear), and then runs the same search again held to the
 # rules, so that the two can be read side by side.
 
@@ -81,10 +81,10 @@ report.architecture("D-search")
 #
 # Each trial draws one architecture choice for the whole network (activation, pooling, kernel size,
 # batch norm, dropout rate) and one optimiser with its own settings. The ranges are the report's. Where
-# it writes an interval such as "lr in [1e-4, 1e-1]" for Adam we sample uniformly, and where it writes
+# it writes an interval such as "lr in [1e-4, 1e-1]" for Adam {cite:p}`kingma2015adam` we sample uniformly, and where it writes
 # "logU" we sample on a log scale. Read this way, most Adam trials get a learning rate above 0.01,
 # which is large for Adam; that may be part of why no Adam trial reached the report's top three. The
-# RMSProp smoothing constant may come close to 1, where the running average of squared gradients
+# RMSProp {cite:p}`tieleman2012rmsprop` smoothing constant may come close to 1, where the running average of squared gradients
 # barely moves from zero and the first steps are huge; the search is left to discover this, as in the
 # report. The table is read from the search code itself.
 
@@ -94,8 +94,8 @@ search.space_table()
 # %% [markdown]
 # ## How the search runs
 #
-# * **Sampler and pruner.** A seeded TPE sampler proposes trials. Optuna's successive-halving pruner
-#   plays the part of Ray Tune's ASHA scheduler: after one epoch, and again after 2, 4, 8 and 16,
+# * **Sampler and pruner.** A seeded TPE sampler {cite:p}`bergstra2011tpe` proposes trials. Optuna's successive-halving pruner {cite:p}`jamieson2016successive`
+#   plays the part of Ray Tune's ASHA scheduler {cite:p}`liaw2018tune,li2020asha`: after one epoch, and again after 2, 4, 8 and 16,
 #   a trial continues only if its validation accuracy is in the top half of those that reached the same
 #   point before it; otherwise it is pruned. Survivors train for at most 30 epochs of the 40,000-image
 #   split and are scored on the 10,000 held-out images.
@@ -136,7 +136,7 @@ report.budget_table(P, runs)
 # ## The search: report D's plan (OUT OF BUDGET)
 #
 # Best validation accuracy as trials finish; every trial's validation curve, where the curves that stop
-# early are the pruned trials; and which choices mattered most to the final accuracy (PED-ANOVA, which
+# early are the pruned trials; and which choices mattered most to the final accuracy (PED-ANOVA {cite:p}`watanabe2023pedanova`, which
 # needs no extra libraries).
 
 # %%

@@ -9,10 +9,10 @@
 # %% [markdown]
 # # Report E, classifier: an EfficientNet-style network on AddNIST
 #
-# Report E is the only report whose classifier is not trained on CIFAR-100. Its dataset, AddNIST, stacks
-# three MNIST digits as the red, green and blue channels of one 28x28 image; the label is the sum of the
+# Report E is the only report whose classifier is not trained on CIFAR-100. Its dataset, AddNIST {cite:p}`geada2024addnist`, stacks
+# three MNIST digits {cite:p}`lecun1998mnist` as the red, green and blue channels of one 28x28 image; the label is the sum of the
 # three digits minus one, which gives 20 classes. The network is built from inverted-residual (MBConv)
-# blocks with squeeze-and-excite and SiLU activations, without EfficientNet's compound scaling.
+# blocks {cite:p}`sandler2018mobilenetv2` with squeeze-and-excite {cite:p}`hu2018senet` and SiLU activations {cite:p}`elfwing2018silu`, without EfficientNet's compound scaling {cite:p}`tan2019efficientnet`.
 
 # %% tags=["parameters", "remove-cell"]
 device = "auto"          # auto | cpu | cuda | cuda:N
@@ -51,7 +51,7 @@ report.claims_list("E-classifier")
 # ## The dataset
 #
 # The official AddNIST files cannot be fetched here, so AddNIST is regenerated from the MNIST files by
-# its published recipe: training images take their digits from MNIST's training set and test images
+# its published recipe {cite:p}`geada2024addnist`: training images take their digits from MNIST's training set and test images
 # from MNIST's test set, classes are balanced, and the split is 45,000 / 15,000 / 10,000 images with a
 # fixed seed. The result is a faithful copy of the dataset, not the identical files, so small
 # differences from the report's numbers are expected on that account alone.
@@ -66,8 +66,8 @@ report.claims_list("E-classifier")
 report.architecture("E-classifier")
 
 # %% [markdown]
-# The recipe is the report's: label smoothing 0.02, Adam with weight decay 1e-4, batch 256, and a
-# one-cycle schedule with cosine annealing whose learning rate starts at 0.001 and peaks at 0.004. The
+# The recipe is the report's: label smoothing {cite:p}`szegedy2016inception,muller2019labelsmoothing` 0.02, Adam {cite:p}`kingma2015adam` with weight decay 1e-4, batch 256, and a
+# one-cycle schedule {cite:p}`smith2019superconvergence` with cosine annealing whose learning rate starts at 0.001 and peaks at 0.004. The
 # augmentation is a random affine transform (rotation up to 15°, translation up to 15 %, scale 0.85 to
 # 1.15, shear 5°) and no flips, which would turn some digits into others.
 

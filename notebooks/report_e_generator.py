@@ -9,9 +9,9 @@
 # %% [markdown]
 # # Report E, generator: a DCGAN scaled to 32x32 with instance noise
 #
-# Report E scales the DCGAN design down to CIFAR's 32x32 images and spends nearly the whole budget:
+# Report E scales the DCGAN design {cite:p}`radford2016dcgan` down to CIFAR's 32x32 images and spends nearly the whole budget:
 # 998,553 parameters with a latent size of 110 and a base width of 44 channels. Two tricks steady the
-# training: soft and noisy labels for the discriminator, and instance noise added to its inputs that
+# training: soft and noisy labels for the discriminator (soft labels as in {cite:t}`salimans2016improved`), and instance noise {cite:p}`sonderby2017amortised` added to its inputs that
 # starts at 0.25 and shrinks by a factor of 0.9997 every step.
 
 # %% tags=["parameters", "remove-cell"]

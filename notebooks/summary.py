@@ -89,7 +89,7 @@ report.all_claims(P.results_dir)
 # - Report D set itself no parameter budget: its three best networks have 2.5 to 10.4 million
 #   parameters. Its runs here are marked out of budget wherever they appear, and its chapter also runs
 #   the same search held to the classifier budget.
-# - Report E's classifier is trained on AddNIST, regenerated here from MNIST by the published recipe;
+# - Report E's classifier is trained on AddNIST, regenerated here from MNIST by the published recipe {cite:p}`geada2024addnist`;
 #   its verdict is drawn against that copy.
 # - No FID is drawn from the substitute FD-cls score: a generator's FID claim stays "unmeasurable here"
 #   until the Inception weights and the CIFAR-100 test set are available to the run.
