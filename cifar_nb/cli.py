@@ -5,6 +5,7 @@
                                         [--device auto|cpu|cuda] [--data-root DIR] [--results-dir DIR]
                                         [--batch-size B] [--time-limit SECONDS] [--force]
     python -m cifar_nb data check [--data-root DIR]
+    python -m cifar_nb status [--write book/_status.md]   what has really been run, per experiment
     python -m cifar_nb queue [--json]     every full-budget run of the book: state, device, estimates
     python -m cifar_nb queue run --device cpu [--seconds N] [--only NAME ...] [--threads T] [--parallel K]
     python -m cifar_nb execute ...        (papermill execution of the book's notebooks; see --help)
@@ -33,13 +34,27 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'experiment':<22} {'kind':<11} {'params':>10} {'claimed':>10} {'budget':>10} {'steps':>7}  dataset")
+    w = max(22, *(len(r["name"]) for r in rows))
+    print(f"{'experiment':<{w}} {'kind':<11} {'params':>10} {'claimed':>10} {'budget':>10} {'steps':>7}  dataset")
     for r in rows:
         mark = "  OUT OF BUDGET" if r["out_of_budget"] else ("" if r["within_budget"] else "  OVER BUDGET")
         claimed = f"{r['claimed_params']:,}" if r["claimed_params"] else "-"
-        print(f"{r['name']:<22} {r['kind']:<11} {r['params']:>10,} {claimed:>10} "
+        print(f"{r['name']:<{w}} {r['kind']:<11} {r['params']:>10,} {claimed:>10} "
               f"{r['budget']['max_params']:>10,} {r['steps']:>7,}  {r['dataset']}{mark}")
+        for c in r["claims"]:
+            print(f"    claim  {c['metric']:<16} {_claim_value(c):<16} {c['source']}")
+        if not r["claims"]:
+            print("    claim  none")
     return 0
+
+
+def _claim_value(c: dict) -> str:
+    """A claimed number as the reports state it: accuracies (stored as fractions) in percent, with the
+    spread in percentage points; losses, FID and LPIPS as plain numbers."""
+    m, v, sd = c["metric"], c["value"], c["std"]
+    if m.endswith("_acc") or m.startswith("test_acc"):
+        return f"{round(100 * v, 4):g}%" + (f" ± {round(100 * sd, 4):g}" if sd is not None else "")
+    return f"{v:g}" + (f" ± {sd:g}" if sd is not None else "")
 
 
 def cmd_run(args) -> int:
@@ -66,7 +81,7 @@ def cmd_run(args) -> int:
         try:
             res = runs.run(cfg.replace(seed=seed), device=device, data_root=args.data_root,
                            results_dir=args.results_dir, force=args.force, time_limit_s=args.time_limit)
-        except (BudgetError, DataError) as e:
+        except (BudgetError, DataError, runs.RunCorrupt) as e:
             raise SystemExit(f"error: {e}")
         except runs.RunInterrupted as e:
             print(f"stopped early, checkpoint saved: {e}. Run the same command again to resume.")
@@ -78,16 +93,25 @@ def cmd_run(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .data import DataError, check, data_root
+    from .data import DATA_ROOT_RULES, DataError, check, locate_data_root
     try:
-        root = data_root(args.data_root)
+        root, rule = locate_data_root(args.data_root)
     except DataError as e:
         raise SystemExit(f"error: {e}")
-    print(f"data root: {root}")
+    print(f"data root: {root} ({DATA_ROOT_RULES[rule]})")
     rows = check(root)
     width = max(len(r["dataset"]) for r in rows)
     for r in rows:
         print(f"  {r['dataset']:<{width}}  {r['status']:<8}  {r['detail']}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from . import status
+    if args.write:
+        print(f"wrote {status.write(args.write, args.results_dir)}")
+    else:
+        print(status.status_markdown(args.results_dir), end="")
     return 0
 
 
@@ -168,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
     q.add_argument("--results-dir", help="where artifacts go (default: results/ or $CIFAR_NB_RESULTS)")
     q.set_defaults(fn=cmd_queue)
+
+    q = sub.add_parser("status", help="what has really been run, per experiment (the book's status table)")
+    q.add_argument("--write", metavar="FILE", help="write the table as Markdown (the book includes book/_status.md)")
+    q.add_argument("--results-dir", help="where artifacts are (default: results/ or $CIFAR_NB_RESULTS)")
+    q.set_defaults(fn=cmd_status)
 
     sub.add_parser("execute", help="execute the book's notebooks with papermill (see: execute --help)")
     sub.add_parser("search", help="report D's architecture search in Optuna (see: search --help)")

@@ -13,7 +13,9 @@ Names (`describe` and `load` take the same ones):
     cifar10-jpeg         alias of imagefolder:cifar10-jpeg.tar.gz, the offline natural-image stand-in.
     addnist              report E's dataset, regenerated from MNIST by its published recipe (see make_addnist).
 
-Where things are: the data root is the `root` argument, else $CIFAR_NB_DATA. Work that is slow to redo (50k
+Where things are: the data root is the `root` argument, else by the Makefile's rule: $CIFAR_NB_DATA, else
+../shared/data beside the project (the folder that holds this package), else ./data in the working directory
+(see `locate_data_root`). Work that is slow to redo (50k
 decoded JPEGs, the generated AddNIST) is cached under $CIFAR_NB_CACHE, else
 $XDG_CACHE_HOME/cifar_nb, else ~/.cache/cifar_nb (never in the data root). Cache entries are named by a fingerprint of
 their source, written to a temporary name and renamed into place, so a stale or half-written entry is never
@@ -112,16 +114,53 @@ class ImageSet:
 # ---------------------------------------------------------------------------------------------
 # where things are
 
-def data_root(root=None, must_exist: bool = True) -> Path:
-    if root is None:
-        root = os.environ.get("CIFAR_NB_DATA")
-        if not root:
-            raise DataError("no data root: pass root=... or set CIFAR_NB_DATA to the folder that holds the "
-                            "datasets (cifar-100-python/, cifar10-jpeg.tar.gz, mnist/, ...)")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]   # the folder that holds the cifar_nb package
+
+# How `python -m cifar_nb data check` names each rule of `locate_data_root`.
+DATA_ROOT_RULES = {
+    "argument": "given as --data-root / root=",
+    "env": "from $CIFAR_NB_DATA",
+    "beside": "found beside the project: ../shared/data",
+    "cwd": "./data",
+}
+
+
+def _beside_project() -> Path:
+    """The shared data folder beside the clone, as the Makefile finds it: <project>/../shared/data."""
+    return PROJECT_ROOT.parent / "shared" / "data"
+
+
+def locate_data_root(root=None, must_exist: bool = True) -> tuple[Path, str]:
+    """The data root and the rule that chose it (a key of DATA_ROOT_RULES).
+
+    The `root` argument wins; else the Makefile's rule: $CIFAR_NB_DATA (used as given, even if it is not a
+    folder: then, with must_exist, the error says so), else ../shared/data beside the project, else ./data in
+    the working directory. When none of the three is set or exists, the error names the places it looked."""
+    if root is not None:
+        rule = "argument"
+    elif os.environ.get("CIFAR_NB_DATA"):
+        root, rule = os.environ["CIFAR_NB_DATA"], "env"
+    else:
+        beside, here = _beside_project(), Path("data").absolute()
+        if beside.is_dir():
+            return beside, "beside"
+        if here.is_dir():
+            return here, "cwd"
+        raise DataError("no data root found. Looked at: $CIFAR_NB_DATA (not set); "
+                        f"{beside} (../shared/data beside the project: no such folder); "
+                        f"{here} (./data in the working directory: no such folder). Pass root=... "
+                        "(--data-root) or set CIFAR_NB_DATA to the folder that holds the datasets "
+                        "(cifar-100-python/, cifar10-jpeg.tar.gz, mnist/, ...)")
     root = Path(root).expanduser()
     if must_exist and not root.is_dir():
-        raise DataError(f"data root {root} does not exist or is not a folder: fix root=... or CIFAR_NB_DATA")
-    return root
+        where = "root=... (--data-root)" if rule == "argument" else "CIFAR_NB_DATA"
+        raise DataError(f"data root {root} does not exist or is not a folder: fix {where}")
+    return root, rule
+
+
+def data_root(root=None, must_exist: bool = True) -> Path:
+    """`root` if given, else $CIFAR_NB_DATA, else ../shared/data beside the project, else ./data."""
+    return locate_data_root(root, must_exist)[0]
 
 
 def cache_dir(root=None) -> Path:

@@ -341,14 +341,26 @@ class Retrained:
     trial: optuna.trial.FrozenTrial
     results: list                       # RunResult per seed
 
-    def row(self) -> dict:
+    def row(self, results_dir=None) -> dict:
+        """The retrained trial's line of summary.json. With `results_dir`, its runs are given relative to that
+        results folder (`D-search/<hash>`), so the file is the same bytes in every clone."""
         m = self.results[0].metrics
         return dict(rank=self.rank, trial=self.trial.number, family=self.trial.params["family"],
                     optimizer=self.trial.params["optimizer"], val_acc=self.trial.value, params=m["params"],
                     steps=m["steps"], out_of_budget=bool(m.get("out_of_budget")),
                     test_acc=runs.aggregate(self.results, "test_acc"),
                     train_acc=runs.aggregate(self.results, "train_acc"),
-                    runs=[str(r.run_dir) for r in self.results])
+                    runs=[_relative(r.run_dir, results_dir) for r in self.results])
+
+
+def _relative(path, base=None) -> str:
+    """`path` relative to `base` (POSIX separators) when it lies inside it, else as given."""
+    if base is None:
+        return str(path)
+    try:
+        return Path(path).resolve().relative_to(Path(base).resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def retrain_top(plan: Plan, study: optuna.Study, seeds=(0,), device="cpu", data_root=None,
@@ -448,7 +460,7 @@ class SearchResult:
     def summary(self) -> dict:
         trials = self.study.get_trials(deepcopy=False)
         states = [t.state.name for t in trials]
-        top = [r.row() for r in self.retrained]
+        top = [r.row(self.dir.parent.parent) for r in self.retrained]   # runs relative to the results folder
         return dict(
             experiment=self.plan.experiment, study=self.study.study_name, scale=self.plan.scale,
             mark=self.mark, dataset=self.plan.trial.dataset, n_trials=len(states),

@@ -45,6 +45,36 @@ def test_list_table_marks_out_of_budget():
     assert "OUT OF BUDGET" in out and "C-classifier" in out
 
 
+def test_list_shows_every_claim_in_text_and_json():
+    from cifar_nb import experiments
+    out = cli("list").stdout
+    rows = {r["name"]: r for r in json.loads(cli("list", "--json").stdout)}
+    # the text: accuracies (stored as fractions) in percent with their spread, FID/LPIPS as plain numbers,
+    # each under its own experiment's row
+    blocks, name = {}, None
+    for line in out.splitlines()[1:]:
+        if line.startswith("    "):
+            blocks.setdefault(name, []).append(line.strip())
+        else:
+            name = line.split()[0]
+    assert any(l.split()[1:4] == ["test_acc", "50.01%", "±"] and l.split()[4] == "3.2"
+               and "report A" in l and "§2 Results" in l for l in blocks["A-classifier"]), blocks["A-classifier"]
+    assert any(l.split()[1:3] == ["fid", "31.56"] for l in blocks["A-generator"])
+    assert any(l.split()[1:3] == ["lpips_nn", "0.146"] for l in blocks["A-generator"])
+    assert any(l.split()[1:3] == ["test_acc_cnn6", "60.1%"] for l in blocks["D-search"])
+    assert blocks["D-search-inbudget"] == ["claim  none"]
+    with_claims = [n for n, e in experiments.REGISTRY.items() if e.claims]
+    assert len(with_claims) >= 10
+    for n in with_claims:
+        e = experiments.get(n)
+        # the JSON carries every claim, with its number and source
+        assert [(c["metric"], c["value"], c["std"]) for c in rows[n]["claims"]] == \
+            [(c.metric, c.value, c.std) for c in e.claims], n
+        assert all(c["source"].startswith(f"report {e.report} ") for c in rows[n]["claims"]), n
+        # and so does the text
+        assert [l.split()[1] for l in blocks[n]] == [c.metric for c in e.claims], n
+
+
 def test_unknown_experiment_is_a_clear_error():
     p = cli("run", "Z-classifier", check=False)
     assert p.returncode != 0 and "unknown experiment" in p.stderr and "A-classifier" in p.stderr

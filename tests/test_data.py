@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -39,8 +40,20 @@ def test_unknown_dataset_lists_valid_names():
         data.describe("imagefolder:")
 
 
-def test_data_root_from_param_then_env(tmp_path, monkeypatch):
+@pytest.fixture
+def no_default_root(tmp_path, monkeypatch):
+    """No $CIFAR_NB_DATA, a project whose ../shared/data does not exist, a working directory without data/."""
     monkeypatch.delenv("CIFAR_NB_DATA", raising=False)
+    project = tmp_path / "clone" / "project"
+    project.mkdir(parents=True)
+    monkeypatch.setattr(data, "PROJECT_ROOT", project)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return SimpleNamespace(project=project, beside=tmp_path / "clone" / "shared" / "data", cwd_data=work / "data")
+
+
+def test_data_root_from_param_then_env(tmp_path, no_default_root, monkeypatch):
     with pytest.raises(DataError, match="set CIFAR_NB_DATA"):
         data.data_root()
     monkeypatch.setenv("CIFAR_NB_DATA", str(tmp_path))
@@ -48,6 +61,61 @@ def test_data_root_from_param_then_env(tmp_path, monkeypatch):
     assert data.data_root(tmp_path / "x", must_exist=False) == tmp_path / "x"
     with pytest.raises(DataError, match="does not exist"):
         data.data_root(tmp_path / "missing")
+
+
+def test_data_root_follows_the_makefile_rule(no_default_root, tmp_path, monkeypatch):
+    """$CIFAR_NB_DATA, then ../shared/data beside the project, then ./data; the argument beats them all."""
+    env_root = tmp_path / "env-data"
+    for folder in (env_root, no_default_root.beside, no_default_root.cwd_data):
+        folder.mkdir(parents=True)
+    assert data.locate_data_root() == (no_default_root.beside, "beside")
+    monkeypatch.setenv("CIFAR_NB_DATA", str(env_root))
+    assert data.locate_data_root() == (env_root, "env")
+    assert data.locate_data_root(tmp_path) == (tmp_path, "argument")
+    monkeypatch.setenv("CIFAR_NB_DATA", "")            # what the Makefile exports when ../shared/data is absent
+    assert data.locate_data_root() == (no_default_root.beside, "beside")
+    no_default_root.beside.rmdir()
+    assert data.locate_data_root() == (no_default_root.cwd_data, "cwd")
+    assert data.data_root() == no_default_root.cwd_data and data.data_root().is_absolute()
+    # $CIFAR_NB_DATA set to a missing folder is an error, not a quiet fall-back to the next rule
+    monkeypatch.setenv("CIFAR_NB_DATA", str(tmp_path / "typo"))
+    with pytest.raises(DataError, match=r"typo does not exist or is not a folder: fix CIFAR_NB_DATA"):
+        data.data_root()
+    assert data.data_root(must_exist=False) == tmp_path / "typo"
+
+
+def test_no_data_root_names_the_three_places_it_looked(no_default_root):
+    with pytest.raises(DataError) as e:
+        data.data_root()
+    msg = str(e.value)
+    assert "$CIFAR_NB_DATA (not set)" in msg
+    assert str(no_default_root.beside) in msg and "../shared/data" in msg
+    assert str(no_default_root.cwd_data) in msg and "./data" in msg
+    with pytest.raises(DataError, match="no data root found"):
+        data.data_root(must_exist=False)
+    with pytest.raises(DataError, match="no data root found"):
+        data.check()
+
+
+def test_data_check_says_which_rule_found_the_root(no_default_root, tmp_path, monkeypatch, capsys, cache):
+    from cifar_nb import cli
+    no_default_root.beside.mkdir(parents=True)
+    assert cli.main(["data", "check"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"data root: {no_default_root.beside} (found beside the project: ../shared/data)"
+    monkeypatch.setenv("CIFAR_NB_DATA", str(tmp_path))
+    assert cli.main(["data", "check"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"data root: {tmp_path} (from $CIFAR_NB_DATA)"
+    monkeypatch.delenv("CIFAR_NB_DATA")
+    no_default_root.beside.rmdir()
+    no_default_root.cwd_data.mkdir()
+    assert cli.main(["data", "check"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"data root: {no_default_root.cwd_data} (./data)"
+    assert cli.main(["data", "check", "--data-root", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("(given as --data-root / root=)")
+    no_default_root.cwd_data.rmdir()
+    with pytest.raises(SystemExit, match="no data root found.*shared/data.*./data"):
+        cli.main(["data", "check"])
 
 
 def test_cache_dir_is_never_inside_the_data_root(tmp_path, monkeypatch):
