@@ -10,6 +10,7 @@
     python -m cifar_nb queue run --device cpu [--seconds N] [--only NAME ...] [--threads T] [--parallel K]
     python -m cifar_nb execute ...        (papermill execution of the book's notebooks; see --help)
     python -m cifar_nb search ...         (report D's Optuna search; see --help)
+    python -m cifar_nb lease pack|restore|export|unpack DIR   (a GPU lease, packed and merged; see --help)
 """
 from __future__ import annotations
 
@@ -150,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "search":
         from .search import main as search_main
         return search_main(argv[1:])
+    if argv and argv[0] == "lease":
+        from .lease import main as lease_main
+        return lease_main(argv[1:])
 
     p = argparse.ArgumentParser(prog="python -m cifar_nb", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -199,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     q.set_defaults(fn=cmd_status)
 
     sub.add_parser("execute", help="execute the book's notebooks with papermill (see: execute --help)")
+    sub.add_parser("lease", help="GPU leases: pack, restore, export, unpack (see: lease --help)")
     sub.add_parser("search", help="report D's architecture search in Optuna (see: search --help)")
 
     args = p.parse_args(argv)

@@ -311,7 +311,7 @@ class _Lock:
             pid = int(self.path.read_text().strip() or 0)
         except (OSError, ValueError):
             return None
-        return pid if pid and _alive(pid) else None
+        return pid if pid and pid != os.getpid() and _alive(pid) else None
 
     def release(self) -> None:
         if self.held:
