@@ -384,8 +384,12 @@ def figures(study: optuna.Study, out: Path, mark: str = "") -> dict[str, Path]:
     plots = {
         "history": lambda: ovm.plot_optimization_history(study),
         "intermediate": lambda: _plot_curves(study),
+        # the parameters in a fixed order: optuna draws tied importances in the order it is given them, and a
+        # set's order changes with the interpreter's hash seed (the PNG then changed on every execution)
         "importances": lambda: ovm.plot_param_importances(
-            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()),
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+            params=sorted({k for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                           for k in t.params})),
     }
     paths = {}
     for name, plot in plots.items():
