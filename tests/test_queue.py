@@ -158,12 +158,23 @@ def test_estimates_come_from_this_queue_s_own_finished_runs(synthetic, tmp_path,
 
 def test_a_run_held_by_a_live_worker_is_shown_running(synthetic, tmp_path, monkeypatch):
     _tiny_plan(monkeypatch)
+    import subprocess
     first = queue.plan(results_dir=tmp_path)[0]
     lock = queue._Lock(first.key)
     assert lock.acquire()
-    try:
-        e = queue.plan(results_dir=tmp_path)[0]
-        assert e.state == "running" and str(os.getpid()) in e.device
+    try:   # a worker does not count its own lock as another's ...
+        assert queue.plan(results_dir=tmp_path)[0].state == "pending"
     finally:
         lock.release()
-    assert queue.plan(results_dir=tmp_path)[0].state == "pending"
+    other = subprocess.Popen(["sleep", "60"])          # ... but a live other process's lock is a running run
+    try:
+        lock.path.parent.mkdir(parents=True, exist_ok=True)
+        lock.path.write_text(str(other.pid))
+        e = queue.plan(results_dir=tmp_path)[0]
+        assert e.state == "running" and str(other.pid) in e.device
+        assert not queue._Lock(first.key).acquire()
+    finally:
+        other.kill()
+        other.wait()
+    assert queue.plan(results_dir=tmp_path)[0].state == "pending"     # its worker is gone: stale
+    lock.path.unlink(missing_ok=True)
