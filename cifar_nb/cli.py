@@ -16,17 +16,85 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 import torch
 
 
 def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"error: device {name!r} asked for, but torch sees no CUDA GPU here; use --device cpu")
-    return name
+    from .runtime import resolve_device as to_device
+    try:
+        return str(to_device(name))
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is negative: seeds are whole numbers from 0")
+    return v
+
+
+def positive_int(text: str) -> int:
+    v = non_negative_int(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("0 is not allowed here: give a positive whole number")
+    return v
+
+
+# Errors a user can cause and mend: one sentence each, exit status 2. Anything else is a bug of ours: a sentence,
+# the traceback in a log file, exit status 70.
+EXPECTED_ERRORS = (ValueError, KeyError, RuntimeError, OSError)
+EXIT_USER_ERROR, EXIT_BUG, EXIT_INTERRUPTED = 2, 70, 130
+
+
+def _error_log(exc: BaseException) -> Path | None:
+    import traceback
+    from datetime import datetime
+    try:
+        from .data import cache_dir
+        path = cache_dir() / "logs" / f"error-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(traceback.format_exception(exc)))
+        return path
+    except Exception:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Every entry point (run, queue, status, execute, search, lease, data, list) behind one error boundary."""
+    try:
+        return _main(argv)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C); a run in training checkpoints first, so run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except EXPECTED_ERRORS as e:
+        if isinstance(e, RuntimeError) and type(e).__name__ in ("RuntimeError", "NotImplementedError"):
+            return _unexpected(e)   # a bare RuntimeError comes from torch or from us: a bug, not a user's mistake
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        if isinstance(e, OSError) and e.filename:
+            msg = f"{e.strerror or e}: {e.filename}"
+        print(f"error: {msg}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as e:
+        return _unexpected(e)
+
+
+def _unexpected(e: BaseException) -> int:
+    log = _error_log(e)
+    print(f"unexpected error ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). This is a bug in "
+          f"cifar-nb, not in what you typed; the traceback is in {log or '(no log could be written)'}",
+          file=sys.stderr)
+    return EXIT_BUG
 
 
 def cmd_list(args) -> int:
@@ -142,7 +210,7 @@ def cmd_queue(args) -> int:
         raise SystemExit(f"error: {e}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Sub-tools with their own argument parsers.
     if argv and argv[0] == "execute":
@@ -166,11 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     q = sub.add_parser("run", help="train (or reuse) one experiment")
     q.add_argument("experiment")
     q.add_argument("--steps", type=int)
-    q.add_argument("--batch-size", type=int)
+    q.add_argument("--batch-size", type=positive_int)
     q.add_argument("--eval-every", type=int)
     q.add_argument("--dataset", help="cifar100 (default), cifar10, cifar10-jpeg, addnist, imagefolder:<path>")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--seeds", type=int, nargs="+", help="several seeds, run one after another")
+    q.add_argument("--seed", type=non_negative_int, default=0)
+    q.add_argument("--seeds", type=non_negative_int, nargs="+", help="several seeds, run one after another")
     q.add_argument("--fid-samples", type=int, help="generators: samples for FD-cls/KID/FID (default 10,000)")
     q.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
     q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")

@@ -382,6 +382,27 @@ def _files(src: Path) -> dict[str, object]:
                         "replace it with a complete copy") from None
 
 
+def _dirs(src: Path) -> set[str]:
+    """Relative posix paths of every folder in an ImageFolder tree (a folder or an archive)."""
+    if src.is_dir():
+        return {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_dir()}
+    try:
+        with tarfile.open(src) as tar:
+            return {m.name.rstrip("/") for m in tar if m.isdir()}
+    except (tarfile.TarError, EOFError, OSError, zlib.error):
+        return set()
+
+
+def _empty_class_folders(src: Path, split: str, rels: list[str], depth: int, dirs: set[str]) -> list[str]:
+    """Class folders of `split` that hold no image: silently dropping one would train with fewer classes."""
+    if not rels:
+        return []
+    prefix = "/".join(rels[0].split("/")[:depth])
+    level = [d for d in dirs if len(d.split("/")) == depth + 1 and (not prefix or d.startswith(prefix + "/"))]
+    used = {"/".join(r.split("/")[:depth + 1]) for r in rels}
+    return sorted(d for d in level if d not in used)
+
+
 def _splits(src: Path, files: dict) -> tuple[dict[str, list[str]], int]:
     """Split name -> relative paths of its images, and how many folders down the class folder is
     (after any wrapper folder such as cifar10-jpeg/, and train/ val/ test/ when the tree has them)."""
@@ -476,8 +497,14 @@ def _decode_tree(dataset: str, src: Path, split: str, fingerprint: str) -> dict[
     splits, depth = _splits(src, files)
     _check_split(dataset, split, tuple(splits))
     out = {}
+    dirs = _dirs(src)
     for s, rels in splits.items():
         classes, rels, labels = _classes(src, s, rels, depth)
+        empty = _empty_class_folders(src, s, rels, depth, dirs)
+        if empty:
+            raise DataError(f"class folder{'s' if len(empty) > 1 else ''} {', '.join(empty[:5])} in {src} "
+                            f"hold{'s' if len(empty) == 1 else ''} no images ({len(empty)} in all): a model trained "
+                            "on this tree would silently have fewer classes. Put images in them or remove them")
         if s != "train" and classes != out["train"]["classes"]:
             only = sorted(set(classes) - set(out["train"]["classes"]))
             lacks = sorted(set(out["train"]["classes"]) - set(classes))

@@ -94,6 +94,14 @@ def from_results(name: str, device: str, results_dir=None) -> dict | None:
     return p
 
 
+def failure_line(e: BaseException) -> str:
+    """The notebook's own exception line (papermill carries it as ename/evalue), not source around it."""
+    if getattr(e, "ename", None):
+        return f"{e.ename}: {e.evalue}"
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(e).__name__
+
+
 def toggle_label(cell) -> str | None:
     """What a folded cell's toggle says in the book: what it hides, not 'Show code cell content'."""
     tags = set(cell.metadata.get("tags", []))
@@ -208,10 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"executing {n} ({'preview' if args.preview else 'full budget'}, seeds {seeds}) ...", flush=True)
         try:
             out = execute(n, params, src_dir, out_dir, failed_dir)
-        except Exception as e:   # papermill's error names the failing cell; keep going with the rest
-            msg = str(e).strip().splitlines()
-            print(f"FAILED {n} after {time.monotonic() - t0:.0f} s: "
-                  f"{' / '.join(msg[-3:]) if msg else type(e).__name__}\n"
+        except Exception as e:   # keep going with the rest
+            print(f"FAILED {n} after {time.monotonic() - t0:.0f} s: {failure_line(e)}\n"
                   f"  the partly executed notebook is in {failed_dir / (n + '.ipynb')}", file=sys.stderr)
             status = 1
             continue

@@ -429,6 +429,7 @@ def run(cfg: RunConfig, device: str | torch.device = "cpu", data_root: Path | st
 
     device = torch.device(device)
     d = run_dir(cfg, results_dir)
+    _check_writable(Path(results_dir or DEFAULT_RESULTS))
     if force:
         (d / "metrics.json").unlink(missing_ok=True)
     atomic_write_json(d / "config.json", cfg.to_dict())
@@ -464,6 +465,20 @@ def run(cfg: RunConfig, device: str | torch.device = "cpu", data_root: Path | st
     atomic_write_json(d / "metrics.json", metrics)   # last: marks the run complete
     ctx.checkpoint_path.unlink(missing_ok=True)
     return RunResult(cfg, d, metrics, ctx.history, env)
+
+
+def _check_writable(root: Path) -> None:
+    """A results folder that is a file, or that cannot be written, is refused before anything is trained."""
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ValueError(f"results folder {root} cannot be made: {p} is a file, not a folder. Give "
+                                 "--results-dir (or $CIFAR_NB_RESULTS) a folder, or move the file away")
+            # no write bits means read-only by intent, even for root (whom os.access always lets write)
+            if not os.access(p, os.W_OK) or not p.stat().st_mode & 0o222:
+                raise ValueError(f"results folder {root} cannot be written ({p} is read-only). Give --results-dir "
+                                 "(or $CIFAR_NB_RESULTS) a folder you can write to")
+            return
 
 
 def run_seeds(cfg: RunConfig, seeds: list[int], **kwargs) -> list[RunResult]:

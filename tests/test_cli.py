@@ -109,3 +109,74 @@ def test_run_end_to_end_then_reuse(data_root, tmp_path):
     assert "reused" in second
     metrics = json.loads((next(tmp_path.rglob("metrics.json"))).read_text())
     assert metrics["steps"] == 4 and 0.0 <= metrics["test_acc"] <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# one error boundary: a sentence and a non-zero exit, never a traceback
+
+def _run_cli(args, capsys):
+    from cifar_nb import cli
+    try:
+        code = cli.main(args)
+    except SystemExit as e:      # argparse and explicit refusals
+        code = e.code if isinstance(e.code, int) else 2
+        if not isinstance(e.code, int):
+            print(e.code, file=__import__("sys").stderr)
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err + out.out
+    return code, out.err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "A-classifier", "--device", "gpu"], "device 'gpu'"),
+    (["run", "A-classifier", "--device", "cuda:x"], "device 'cuda:x'"),
+    (["run", "A-classifier", "--seed", "-1"], "negative"),
+    (["run", "A-classifier", "--seeds", "0", "-3"], "negative"),
+    (["run", "A-classifier", "--batch-size", "0"], "positive whole number"),
+    (["run", "Z-classifier"], "unknown experiment"),
+    (["queue", "run", "--device", "tpu"], "device 'tpu'"),
+    (["queue", "run", "--device", "cpu", "--only", "Z-classifier"], "does not hold"),
+])
+def test_bad_arguments_get_one_sentence(args, words, capsys):
+    code, err = _run_cli(args, capsys)
+    assert code != 0 and words in err
+
+
+def test_results_folder_that_is_a_file_or_read_only_is_refused(tmp_path, capsys, monkeypatch):
+    from cifar_nb import experiments, runs
+    cfg = experiments.get("A-classifier").make_config(dataset="cifar10-jpeg", steps=2)
+    monkeypatch.setattr(runs.budget, "check", lambda *a, **k: None)
+    monkeypatch.setattr("cifar_nb.data.describe", lambda *a, **k: __import__("types").SimpleNamespace(
+        num_classes=10, image_size=32, channels=3))
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        runs.run(cfg, results_dir=blocker / "results", progress=False)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(ValueError, match="cannot be written"):
+            runs.run(cfg, results_dir=ro / "results", progress=False)
+        assert not (ro / "results").exists()
+    finally:
+        ro.chmod(0o755)
+
+
+def test_a_batch_larger_than_the_training_split_is_a_sentence(capsys, tmp_path):
+    code, err = _run_cli(["run", "A-classifier", "--batch-size", "100000", "--steps", "2", "--device", "cpu",
+                          "--dataset", "cifar10-jpeg", "--results-dir", str(tmp_path)], capsys)
+    if "not found" in err or "no data root" in err:
+        pytest.skip("needs the CIFAR-10 JPEG stand-in")
+    assert code == 2 and "larger than the training split" in err
+    assert not list(tmp_path.rglob("config.json"))       # nothing half-written is left
+
+
+def test_an_unexpected_error_names_its_log(capsys, monkeypatch, tmp_path):
+    from cifar_nb import cli
+    monkeypatch.setenv("CIFAR_NB_CACHE", str(tmp_path))
+    monkeypatch.setattr(cli, "cmd_list", lambda args: 1 / 0)
+    code, err = _run_cli(["list"], capsys)
+    assert code == cli.EXIT_BUG and "ZeroDivisionError" in err and "traceback is in" in err
+    logs = list((tmp_path / "logs").glob("error-*.log"))
+    assert logs and "ZeroDivisionError" in logs[0].read_text()

@@ -573,3 +573,16 @@ def test_addnist_without_mnist(tmp_path, data_root):
     (raw / "t10k-images-idx3-ubyte").write_bytes(src)
     with pytest.raises(DataError, match="MNIST files t10k-images-idx3-ubyte in .* fail their md5 check"):
         data.load("addnist", "test", root=tmp_path)
+
+
+@pytest.mark.parametrize("as_archive", [False, True])
+def test_an_empty_class_folder_is_an_error_that_names_it(tree, tmp_path, cache, as_archive):
+    folder, classes, ref = tree
+    (folder / "train" / "fox").mkdir()                 # a class with no images: never silently dropped
+    source = str(folder)
+    if as_archive:
+        with tarfile.open(tmp_path / "holes.tar.gz", "w:gz") as tar:
+            tar.add(folder, arcname="wrapper")
+        source = "holes.tar.gz"
+    with pytest.raises(DataError, match=r"class folder .*train/fox.* holds no images.*fewer classes"):
+        data.load(f"imagefolder:{source}", "train", root=tmp_path)

@@ -256,3 +256,13 @@ def test_folded_cells_say_what_they_hide():
     assert execute.toggle_label(code("x = 1", metadata={"tags": ["hide-cell", "injected-parameters"]})) \
         == "Show the parameters this execution was given"
     assert execute.toggle_label(code("x = 1", metadata={"tags": ["remove-input"]})) is None
+
+
+def test_a_failed_execution_shows_the_notebook_s_own_exception_line():
+    from papermill.exceptions import PapermillExecutionError
+    from cifar_nb import execute
+    e = PapermillExecutionError(cell_index=2, exec_count=2, source="P = report.validate_parameters(\n  ...)",
+                                ename="ValueError", evalue="steps must be a positive whole number",
+                                traceback=["Traceback ...", "ValueError: steps must be a positive whole number"])
+    assert execute.failure_line(e) == "ValueError: steps must be a positive whole number"
+    assert execute.failure_line(RuntimeError("a\nb\nlast words")) == "last words"
