@@ -193,13 +193,21 @@ def cmd_queue(args) -> int:
         else:
             queue.print_plan(entries)
         return 0
-    if args.parallel > 1:
-        return queue.work_parallel(args.parallel, args.argv)
     from .runtime import resolve_device as to_device
     try:
         device = to_device(args.device)
     except ValueError as e:
         raise SystemExit(f"error: {e}")
+    parallel, threads = queue.default_layout(device, args.parallel, args.threads)
+    if parallel > 1:
+        argv = [a for a in args.argv]
+        for flag, value in (("--parallel", parallel), ("--threads", threads)):
+            if flag in argv:
+                argv[argv.index(flag) + 1] = str(value)
+            else:
+                argv += [flag, str(value)]
+        return queue.work_parallel(parallel, argv)
+    args.threads = threads
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -258,8 +266,9 @@ def _main(argv: list[str] | None = None) -> int:
     q.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
     q.add_argument("--seconds", type=float, help="stop cleanly (checkpointed) before this many seconds")
     q.add_argument("--only", nargs="+", metavar="NAME", help="only these experiments (any plan, even GPU ones)")
-    q.add_argument("--threads", type=int, help="intra-op threads per worker")
-    q.add_argument("--parallel", type=int, default=1, help="workers side by side (each claims its own run)")
+    q.add_argument("--threads", type=positive_int, help="intra-op threads per worker (CPU default: 1)")
+    q.add_argument("--parallel", type=positive_int,
+                   help="workers side by side, each claiming its own run (CPU default: one per core; CUDA: 1)")
     q.add_argument("--fp32", action="store_true", help="plain fp32 eager, no bf16/channels_last/compile")
     q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
     q.add_argument("--results-dir", help="where artifacts go (default: results/ or $CIFAR_NB_RESULTS)")

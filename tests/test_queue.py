@@ -178,3 +178,11 @@ def test_a_run_held_by_a_live_worker_is_shown_running(synthetic, tmp_path, monke
         other.wait()
     assert queue.plan(results_dir=tmp_path)[0].state == "pending"     # its worker is gone: stale
     lock.path.unlink(missing_ok=True)
+
+
+def test_the_cpu_default_is_one_single_threaded_worker_per_core(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert queue.default_layout(torch.device("cpu"), None, None) == (2, 1)
+    assert queue.default_layout(torch.device("cpu"), 1, None) == (1, 2)
+    assert queue.default_layout(torch.device("cpu"), 1, 1) == (1, 1)
+    assert queue.default_layout(torch.device("cuda"), None, None) == (1, None)
