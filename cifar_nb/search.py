@@ -279,9 +279,35 @@ def n_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+def preflight(plan: Plan, storage: str | None, data_root=None) -> None:
+    """What would fail a search after its first trial, checked before anything is created: the storage URL
+    (its dialect, and the folder of a SQLite file) and the dataset. Raises ValueError/DataError with the remedy."""
+    if storage is not None:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+        try:
+            url = make_url(storage)
+            url.get_dialect()
+        except (ArgumentError, NoSuchModuleError, ValueError) as e:
+            raise ValueError(f"--storage {storage!r} is not a database URL SQLAlchemy can open ({e}); use "
+                             "sqlite:///path/to/study.db on one machine or postgresql://user@host/db for a cluster") \
+                from None
+        except ImportError as e:
+            raise ValueError(f"--storage {storage!r} needs a database driver that is not installed ({e.name}); "
+                             "install it, or use sqlite:///path/to/study.db") from None
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            folder = Path(url.database).expanduser().resolve().parent
+            if not folder.is_dir():
+                raise ValueError(f"--storage {storage!r}: the folder {folder} does not exist; create it first "
+                                 "or point the SQLite file somewhere that exists")
+    from .data import load
+    load(plan.trial.dataset, "train", root=data_root)   # DataError names what is missing and where it goes
+
+
 def run_search(plan: Plan, device="cpu", data_root=None, results_dir=None, storage: str | None = None,
                n_jobs: int = 1, progress: bool = False, verbose: bool = False) -> optuna.Study:
     """Run (or continue) the study until plan.n_trials trials are complete or pruned."""
+    preflight(plan, storage, data_root)
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
     study = open_study(plan, storage, results_dir)
     remaining = plan.n_trials - n_finished(study)

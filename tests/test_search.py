@@ -203,3 +203,32 @@ def test_figures_mark_the_title_once_and_leave_the_global_style_alone(tmp_path):
     figs = search.figures(study, tmp_path, mark="OUT OF BUDGET")
     assert set(figs) == {"history", "intermediate", "importances"}
     assert (matplotlib.rcParams["axes.facecolor"], matplotlib.rcParams["axes.prop_cycle"]) == style
+
+
+@pytest.mark.parametrize("storage, words", [
+    ("nosuchdb://x/y", "not a database URL"),
+    ("definitely not a url", "not a database URL"),
+    ("sqlite:////nonexistent/folder/study.db", "does not exist"),
+])
+def test_a_bad_storage_url_is_refused_before_any_trial(tiny_root, tmp_path, storage, words):
+    plan = tiny_plan(2)
+    with pytest.raises(ValueError, match=words):
+        search.run_search(plan, data_root=tiny_root, results_dir=tmp_path, storage=storage)
+    assert not list(tmp_path.rglob("*.db")) and not list(tmp_path.rglob("config.json"))
+
+
+def test_a_missing_dataset_is_refused_before_any_study_exists(tmp_path):
+    from cifar_nb.data import DataError
+    plan = tiny_plan(2)
+    with pytest.raises(DataError, match="not found"):
+        search.run_search(plan, data_root=tmp_path, results_dir=tmp_path / "results")
+    assert not (tmp_path / "results").exists()
+
+
+def test_search_cli_errors_are_one_sentence(tmp_path, capsys):
+    from cifar_nb import cli
+    with pytest.raises(SystemExit) as e:
+        cli.main(["search", "D-search-inbudget", "--preview", "--dataset", "imagefolder:nowhere",
+                  "--data-root", str(tmp_path), "--results-dir", str(tmp_path / "r"), "--device", "cpu"])
+    assert "error:" in str(e.value.code) and "Traceback" not in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.db"))
