@@ -122,18 +122,28 @@ def plot_comparison(groups: dict, key: str = "loss", x: str = "step", title: str
 
 
 def plot_claims(rows: list[dict], title: str | None = None, xlabel: str | None = None) -> Figure:
-    """Claimed vs measured, one line per row: rows are dicts with label, claim, claim_std (optional),
-    ours, ours_std (optional). Error bars are the stated std (claim) and our std across seeds."""
-    fig = Figure(figsize=(6, 0.55 * len(rows) + 1.2), dpi=100)
+    """Claimed vs measured, one line per row: rows are dicts with label, claim, claim_std (optional), ours,
+    ours_std (optional), and where known claim_dataset / ours_dataset / ours_steps / report_steps. Error bars are
+    the stated std (claim) and our std across seeds. A measurement on another dataset or at another step count
+    than the report's is drawn hollow and labelled not comparable; the legend sits below the axes, off the data."""
+    fig = Figure(figsize=(6.4, 0.55 * len(rows) + 1.9), dpi=100)
     ax = fig.add_subplot()
     ys = np.arange(len(rows))[::-1]
     for y, r in zip(ys, rows):
         if r.get("claim") is not None:
             ax.errorbar(r["claim"], y + 0.12, xerr=r.get("claim_std"), fmt="o", color="C0", capsize=3,
-                        label="claimed (report)")
+                        label=f"report, {r['claim_dataset']}" if r.get("claim_dataset") else "claimed (report)")
         if r.get("ours") is not None:
+            same = r.get("ours_dataset") in (None, r.get("claim_dataset")) and \
+                r.get("ours_steps") in (None, r.get("report_steps"))
+            what = []
+            if r.get("ours_dataset") and r.get("ours_dataset") != r.get("claim_dataset"):
+                what.append(r["ours_dataset"])
+            if r.get("ours_steps") and r.get("report_steps") and r["ours_steps"] != r["report_steps"]:
+                what.append(f"{r['ours_steps']:,} steps")
+            label = "ours (mean ± std over seeds)" if same else f"ours, {', '.join(what)}: not comparable"
             ax.errorbar(r["ours"], y - 0.12, xerr=r.get("ours_std"), fmt="s", color="C1", capsize=3,
-                        label="ours (mean ± std over seeds)")
+                        mfc="C1" if same else "white", label=label)
     ax.set_yticks(ys, [r["label"] for r in rows])
     ax.set_ylim(-0.7, len(rows) - 0.3)
     if xlabel:
@@ -142,8 +152,9 @@ def plot_claims(rows: list[dict], title: str | None = None, xlabel: str | None =
         ax.set_title(title)
     handles, labels = ax.get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
-    if uniq:
-        ax.legend(uniq.values(), uniq.keys(), fontsize=8, loc="best")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
+    if uniq:
+        fig.subplots_adjust(bottom=min(0.6, (0.35 + 0.22 * len(uniq)) / fig.get_figheight()))
+        fig.legend(uniq.values(), uniq.keys(), fontsize=8, loc="lower center", ncol=1, frameon=False)
     return fig

@@ -183,8 +183,13 @@ def claim_rows(P: Params, results: dict[str, list[RunResult]], family: str = "ac
                 continue
             st = runs_mod.aggregate(rs, c.metric)
             mul = lambda v: None if v is None else v * scale
+            exp = experiments.get(n)
+            ours_ds = rs[0].config.dataset if rs else None
             rows.append(dict(label=f"{n}: {metric_name(c.metric)}", claim=mul(c.value), claim_std=mul(c.std),
-                             ours=mul(st["mean"]), ours_std=mul(st["std"])))
+                             ours=mul(st["mean"]), ours_std=mul(st["std"]),
+                             claim_dataset=dataset_label(exp.config.dataset)[0],
+                             ours_dataset=dataset_label(ours_ds)[0] if ours_ds else None,
+                             ours_steps=rs[0].config.steps if rs else None, report_steps=exp.config.steps))
     return rows
 
 
@@ -259,6 +264,9 @@ def leaderboard_claim_rows(results_dir=None, family: str = "acc") -> list[dict]:
     scale = 100.0 if family == "acc" else 1.0
     mul = lambda v: None if v is None else v * scale
     return [dict(label=r["experiment"], claim=mul(r["claimed"]), claim_std=mul(r["claimed_std"]),
-                 ours=mul(r["ours"]), ours_std=mul(r["ours_std"]))
+                 ours=mul(r["ours"]), ours_std=mul(r["ours_std"]),
+                 claim_dataset=dataset_label(r["report_dataset"])[0],
+                 ours_dataset=dataset_label(r["dataset"])[0] if r["dataset"] else None,
+                 ours_steps=r["steps"], report_steps=r["report_steps"])
             for r in leaderboard_rows(results_dir) if r["metric"] and metric_family(r["metric"]) == family]
 

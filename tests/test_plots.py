@@ -76,3 +76,17 @@ def test_plot_claims(tmp_path):
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["test_acc", "train_loss", "fid"]
     assert set(fig.axes[0].get_legend_handles_labels()[1]) == {"claimed (report)", "ours (mean ± std over seeds)"}
     assert plots.save_figure(fig, tmp_path / "c.png").read_bytes()[:8] == PNG
+
+
+def test_plot_claims_marks_a_stand_in_measurement_as_not_comparable():
+    rows = [dict(label="A: test", claim=50.0, ours=68.0, claim_dataset="CIFAR-100",
+                 ours_dataset="CIFAR-10 (JPEG stand-in)", ours_steps=10_000, report_steps=10_000),
+            dict(label="E: test", claim=94.1, ours=93.0, claim_dataset="AddNIST", ours_dataset="AddNIST",
+                 ours_steps=60, report_steps=10_000)]
+    fig = plots.plot_claims(rows)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "report, CIFAR-100" in labels and "report, AddNIST" in labels
+    assert "ours, CIFAR-10 (JPEG stand-in): not comparable" in labels and "ours, 60 steps: not comparable" in labels
+    assert not fig.axes[0].get_legend()               # the legend is the figure's, below the axes, off the data
+    hollow = [c for c in fig.axes[0].containers if c[0].get_markerfacecolor() == "white"]
+    assert len(hollow) == 2
