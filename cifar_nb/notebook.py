@@ -377,7 +377,9 @@ def run_card(P: Params, results: dict[str, list[RunResult]], final: bool = False
         rows.append((n, f"steps: {a['steps']:,} of the {a['max_steps']:,}-step {a['budget']} budget "
                         f"({ok(a['steps_ok'])}; the report trained {exp.config.steps:,}) · "
                         f"parameters: {a['params']:,} of {a['max_params']:,} ({ok(a['params_ok'])})"
-                        + (f" {a['mark']}" if a["mark"] else "")
+                        + ((f" {a['mark']}" if not (a["params_ok"] and a["steps_ok"]) else
+                            f" (the experiment is {a['mark']} by design; this execution's network and steps "
+                            "fit the budget)") if a["mark"] else "")
                         + (f" · batch size {rs[0].config.batch_size:,}" if rs else "")))
     n_seeds = len(P.seeds)
     rows.append(("Seeds", ", ".join(map(str, P.seeds))

@@ -80,7 +80,9 @@ def budget_table(P: Params, results: dict[str, list[RunResult]]) -> Table:
             claimed_s += f" (**{claimed - a['max_params']:,} over**)"
         diff = "" if claimed is None else f" ({(at_report - claimed) / claimed:+.2%} vs the report)"
         rows.append([n, f"{ours:,}", f"{at_report:,}{diff}", claimed_s, f"{a['max_params']:,}",
-                     "yes" if a["params_ok"] else ("no, " + a["mark"] if a["mark"] else "**no**"),
+                     "yes" if a["params_ok"] else
+                     (f"as run: yes; at the report's shape: no, {a['mark'] or 'over'}"
+                      if ours <= a["max_params"] else ("no, " + a["mark"] if a["mark"] else "**no**")),
                      f"{a['steps']:,} / {a['max_steps']:,}"])
     return Table(["experiment", "our parameters, as run", "ours at the report's data shape",
                   "report's parameters", "budget", "ours within budget", "steps (ours / budget)"], rows,

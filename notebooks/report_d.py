@@ -17,7 +17,7 @@
 # (marked OUT OF BUDGET wherever its numbers appear), and then runs the same search again held to the
 # rules, so that the two can be read side by side.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 device = "auto"          # auto | cpu | cuda | cuda:N
 dataset = None           # None: the report's dataset (CIFAR-100)
 data_root = None         # None: $CIFAR_NB_DATA
@@ -169,6 +169,9 @@ search.top3_table(I)
 # %% tags=["full-width"]
 search.compare_table(D, I)
 
+# %%
+search.coincidence_note(D, I)
+
 # %% [markdown]
 # ## Reading the result
 #
@@ -176,8 +179,11 @@ search.compare_table(D, I)
 # report's level: compare the first row of the top-three table with the report's best. The second is
 # what the budget costs: the in-budget search sees the same families at a tenth to a fifth of their width and
 # trains the winners for 10,000 steps instead of 100 epochs. The report's test accuracies are single
-# runs; the spread over our seeds, shown with every mean, is the scale against which a difference
-# should be read.
+# runs. Ours carry their number of seeds (n): with several, the spread between them is the scale against
+# which a difference should be read; with one, as in a preview, there is no spread to read.
+
+# %%
+report.verdict_summary(P, runs)
 
 # %% tags=["remove-input", "nbval-ignore-output"]
 report.finish(P)
