@@ -198,6 +198,8 @@ def cmd_queue(args) -> int:
         device = to_device(args.device)
     except ValueError as e:
         raise SystemExit(f"error: {e}")
+    if args.only:   # before any worker starts: a bad name is one message, not one per worker
+        queue.select(queue.plan(args.data_root, args.results_dir), device, args.only)
     parallel, threads = queue.default_layout(device, args.parallel, args.threads)
     if parallel > 1:
         argv = [a for a in args.argv]
