@@ -643,6 +643,17 @@ def _load_addnist(split: str, root, seed: int = ADDNIST_SEED) -> ImageSet:
 # ---------------------------------------------------------------------------------------------
 # python -m cifar_nb data check
 
+def cifar100_sample(root=None) -> dict:
+    """The data root's cifar100-sample.npz: real CIFAR-100 labels for all 60,000 images and the first 486 train
+    and 916 test images, for showing real images and for tests. Far too small to train or score on."""
+    import numpy as np
+    path = data_root(root) / "cifar100-sample.npz"
+    if not path.is_file():
+        raise DataError(f"no {path.name} in {path.parent}: it holds the real CIFAR-100 images the book shows")
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
 def check(root=None) -> list[dict]:
     """One row per dataset: {dataset, status: present|missing|corrupt, detail: where it looked, what to do}."""
     from torchvision.datasets.utils import check_integrity

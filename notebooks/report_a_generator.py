@@ -110,6 +110,13 @@ report.generator_notes(runs["A-generator"][0])
 report.show_figure(runs["A-generator"][0], "figure_random")
 
 # %% [markdown]
+# The same kind of batch beside real CIFAR-100 images, both at three times their size: the real test images
+# are what the report's FID compares with.
+
+# %% tags=["nbval-ignore-output"]
+report.beside_real_cifar100(P, runs["A-generator"][0])
+
+# %% [markdown]
 # Spherical interpolation between pairs of random latents, one pair per row:
 
 # %% tags=["nbval-ignore-output"]

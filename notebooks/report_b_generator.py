@@ -128,6 +128,13 @@ report.generator_notes(runs["B-generator"][0])
 report.show_figure(runs["B-generator"][0], "figure_random")
 
 # %% [markdown]
+# The same kind of batch beside real CIFAR-100 images, both at three times their size: the real test images
+# are what the report's FID compares with.
+
+# %% tags=["nbval-ignore-output"]
+report.beside_real_cifar100(P, runs["B-generator"][0])
+
+# %% [markdown]
 # The report interpolates between the starting noise of two samples and conditions every step of the
 # path on the label of the nearer end; we do the same:
 

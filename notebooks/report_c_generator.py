@@ -97,6 +97,13 @@ report.generator_notes(runs["C-generator"][0])
 report.show_figure(runs["C-generator"][0], "figure_random")
 
 # %% [markdown]
+# The same kind of batch beside real CIFAR-100 images, both at three times their size: the real test images
+# are what the report's FID compares with.
+
+# %% tags=["nbval-ignore-output"]
+report.beside_real_cifar100(P, runs["C-generator"][0])
+
+# %% [markdown]
 # Linear interpolation between pairs of random latents, as in the report:
 
 # %% tags=["nbval-ignore-output"]

@@ -90,3 +90,12 @@ def test_plot_claims_marks_a_stand_in_measurement_as_not_comparable():
     assert not fig.axes[0].get_legend()               # the legend is the figure's, below the axes, off the data
     hollow = [c for c in fig.axes[0].containers if c[0].get_markerfacecolor() == "white"]
     assert len(hollow) == 2
+
+
+def test_side_by_side_grids_are_pixel_for_pixel_at_their_scale():
+    a = torch.zeros(16, 3, 32, 32, dtype=torch.uint8)
+    b = torch.full((16, 3, 32, 32), 255, dtype=torch.uint8)
+    fig = plots.side_by_side(a, b, "ours", "real", nrow=4, scale=3.0)
+    assert [ax.get_title() for ax in fig.axes] == ["ours", "real"]
+    grid_px = 4 * 34 + 2                                   # make_grid: 4 images of 32 + padding 2
+    assert fig.get_figwidth() * 100 == pytest.approx(2 * grid_px * 3 + 30)

@@ -266,3 +266,20 @@ def test_a_failed_execution_shows_the_notebook_s_own_exception_line():
                                 traceback=["Traceback ...", "ValueError: steps must be a positive whole number"])
     assert execute.failure_line(e) == "ValueError: steps must be a positive whole number"
     assert execute.failure_line(RuntimeError("a\nb\nlast words")) == "last words"
+
+
+def test_generator_samples_are_shown_beside_real_cifar100(tmp_path, monkeypatch):
+    import numpy as np
+    cfg = experiments.get("C-generator").config.replace(dataset="cifar10-jpeg", steps=60)
+    r = fake_run(tmp_path, cfg, {"fd_cls": 1.0})
+    P = notebook.validate_parameters(["C-generator"], dataset="cifar10-jpeg", steps=60, seeds=[0],
+                                     results_dir=tmp_path, device="cpu")
+    assert "no samples.npz" in report.beside_real_cifar100(P, r)._repr_markdown_()
+    np.savez(r.run_dir / "samples.npz", images=np.zeros((40, 3, 32, 32), np.uint8), labels=np.zeros(0))
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("CIFAR_NB_DATA", str(root))
+    assert "cifar100-sample.npz" in report.beside_real_cifar100(P, r)._repr_markdown_()   # named when missing
+    np.savez(root / "cifar100-sample.npz", test_images_first=np.full((50, 3, 32, 32), 200, np.uint8))
+    im = report.beside_real_cifar100(P, r)
+    assert im.format == "jpeg" and im.data[:2] == b"\xff\xd8"
