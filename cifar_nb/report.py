@@ -263,7 +263,7 @@ def generator_notes(result: RunResult) -> Table:
 
 def beside_real_cifar100(P: Params, result: RunResult, n: int = 32):
     """The run's first random samples beside as many real CIFAR-100 test images (the data root's
-    cifar100-sample.npz: the canonical first test images), both at 3x, so a reader can judge them side by side."""
+    cifar100-sample.npz: the canonical first test images), both at 2.5x, so a reader can judge them side by side."""
     import numpy as np
     from . import data, plots
     samples = result.run_dir / "samples.npz"
@@ -281,11 +281,11 @@ def beside_real_cifar100(P: Params, result: RunResult, n: int = 32):
     ds = dataset_label(result.config.dataset)[0]
     fig = plots.side_by_side(ours, real, f"{result.config.experiment} seed {result.config.seed}, "
                              f"{result.config.steps:,} steps on {ds}: random samples",
-                             f"real CIFAR-100: the first {len(real)} test images")
+                             f"real CIFAR-100: the first {len(real)} test images", scale=2.5)
     png = io.BytesIO()
     fig.savefig(png, format="png")
     buf = io.BytesIO()            # a JPEG keeps the committed notebook small (noise-like samples do not compress)
-    PILImage.open(png).convert("RGB").save(buf, format="JPEG", quality=70, optimize=True)
+    PILImage.open(png).convert("RGB").save(buf, format="JPEG", quality=65, optimize=True)
     return Image(data=buf.getvalue(), format="jpeg")
 
 

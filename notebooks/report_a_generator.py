@@ -110,7 +110,7 @@ report.generator_notes(runs["A-generator"][0])
 report.show_figure(runs["A-generator"][0], "figure_random")
 
 # %% [markdown]
-# The same kind of batch beside real CIFAR-100 images, both at three times their size: the real test images
+# The same kind of batch beside real CIFAR-100 images, both at two and a half times their size: the real test images
 # are what the report's FID compares with.
 
 # %% tags=["nbval-ignore-output"]
