@@ -138,6 +138,16 @@ def cpu_speeds() -> dict[str, float]:
     return out
 
 
+def h200_speeds() -> dict[str, float]:
+    """Measured H200 steps/s per experiment (evaluation included), from the table `lease unpack` keeps."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "h200-speed.json"
+    try:
+        exps = json.loads(path.read_text()).get("experiments", {})
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v["steps_per_s"]) for k, v in exps.items() if v.get("steps_per_s")}
+
+
 def _base_experiment(name: str) -> str:
     """Experiments that share a network and batch size with a benchmarked one (ablations, arms)."""
     if name.startswith("B-ablation"):
@@ -149,17 +159,22 @@ def _base_experiment(name: str) -> str:
     return name
 
 
-def estimate(cfg: runs.RunConfig, speeds: dict[str, float]) -> tuple[float | None, float]:
-    """(CPU seconds, H200 seconds) for a whole run of `cfg`."""
+def estimate(cfg: runs.RunConfig, speeds: dict[str, float], h200: dict[str, float] | None = None
+             ) -> tuple[float | None, float]:
+    """(CPU seconds, H200 seconds) for a whole run of `cfg`. The H200 figure is measured where a lease has
+    brought back a speed for the experiment (or the one it shares a network with), else the speed model's."""
     rate = speeds.get(cfg.experiment) or speeds.get(_base_experiment(cfg.experiment))
     if rate is None and cfg.model == "search_cnn":
         rate = None
     over = 1 + EVAL_OVERHEAD[cfg.kind]
     cpu = cfg.steps / rate * over if rate else None
-    h200 = cfg.steps * KERNELS_PER_STEP.get(cfg.model, 500) * LAUNCH_S * over
+    measured = (h200 or {}).get(cfg.experiment) or (h200 or {}).get(_base_experiment(cfg.experiment))
+    if measured:
+        return cpu, cfg.steps / measured
+    gpu = cfg.steps * KERNELS_PER_STEP.get(cfg.model, 500) * LAUNCH_S * over
     if cfg.kind == "diffusion":
-        h200 += DDPM_SAMPLE_S_H200
-    return cpu, h200
+        gpu += DDPM_SAMPLE_S_H200
+    return cpu, gpu
 
 
 def _checkpoint_progress(path: Path) -> tuple[int, float | None]:
@@ -192,7 +207,7 @@ def _measured_cpu_rates(entries: list["Entry"]) -> dict[str, float]:
 def plan(data_root=None, results_dir=None) -> list[Entry]:
     """Every full-budget run of the book, in priority order, with its state on this machine."""
     present = _present_datasets(data_root)
-    speeds = cpu_speeds()
+    speeds, h200 = cpu_speeds(), h200_speeds()
     entries: list[Entry] = []
     for exp_name, seeds, cpu_plan, hold in PLAN:
         exp = experiments.get(exp_name)
@@ -200,7 +215,7 @@ def plan(data_root=None, results_dir=None) -> list[Entry]:
         for seed in seeds:
             cfg = exp.make_config(dataset=dataset, seed=seed)
             e = Entry(exp_name, seed, len(entries) + 1, cpu_plan, hold, cfg, note)
-            e.est_cpu_s, e.est_h200_s = estimate(cfg, speeds)
+            e.est_cpu_s, e.est_h200_s = estimate(cfg, speeds, h200)
             _fill_state(e, results_dir)
             entries.append(e)
     for e in entries:

@@ -186,3 +186,14 @@ def test_the_cpu_default_is_one_single_threaded_worker_per_core(monkeypatch):
     assert queue.default_layout(torch.device("cpu"), 1, None) == (1, 2)
     assert queue.default_layout(torch.device("cpu"), 1, 1) == (1, 1)
     assert queue.default_layout(torch.device("cuda"), None, None) == (1, None)
+
+
+def test_h200_estimates_use_a_lease_s_measured_speed_where_there_is_one():
+    cfg = experiments.get("A-classifier").config
+    _, model = queue.estimate(cfg, {})
+    assert model == pytest.approx(10_000 * queue.KERNELS_PER_STEP["resnet_bottleneck"] * queue.LAUNCH_S
+                                  * (1 + queue.EVAL_OVERHEAD["classifier"]))
+    _, measured = queue.estimate(cfg, {}, {"A-classifier": 50.0})
+    assert measured == pytest.approx(200.0)
+    _, shared = queue.estimate(experiments.get("B-ablation-2").config, {}, {"B-classifier": 25.0})
+    assert shared == pytest.approx(400.0)
