@@ -643,6 +643,17 @@ def _load_addnist(split: str, root, seed: int = ADDNIST_SEED) -> ImageSet:
 # ---------------------------------------------------------------------------------------------
 # python -m cifar_nb data check
 
+def cifar_files_present(kind: str, root=None) -> bool:
+    """Whether CIFAR-100 / CIFAR-10's python pickles are under the data root, by their files alone (cheap: the md5
+    check runs when they are loaded)."""
+    try:
+        r = data_root(root)
+    except DataError:
+        return False
+    cls = _cifar_class(kind)
+    return all((r / cls.base_folder / n).is_file() for n, _ in _cifar_files(cls))
+
+
 def cifar100_sample(root=None) -> dict:
     """The data root's cifar100-sample.npz: real CIFAR-100 labels for all 60,000 images and the first 486 train
     and 916 test images, for showing real images and for tests. Far too small to train or score on."""

@@ -28,6 +28,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 # Dataset names the notebooks accept (cifar_nb.data resolves them); imagefolder:<path> is also allowed.
 DATASETS = ("cifar100", "cifar10", "cifar10-jpeg", "addnist")
+STAND_IN = "cifar10-jpeg"        # the natural-image stand-in a preview falls back to without CIFAR-100
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # A preview is a smoke test of the whole pipeline, not a measurement.
 PREVIEW_STEPS = {"classifier": 60, "gan": 60, "diffusion": 60}
@@ -55,6 +56,7 @@ class Params:
     results_dir: Path
     preview: bool
     started: float = field(default_factory=time.monotonic)
+    dataset_fallback: bool = False   # a preview moved to the stand-in because CIFAR-100 is not under the data root
     card: object = None          # the run card's display handle, updated by finish()
     results: dict = field(default_factory=dict)
 
@@ -169,10 +171,17 @@ def validate_parameters(experiment_names, *, device="auto", dataset=None, data_r
         raise ValueError(f"results_dir must be a path or None (the project's results/), got {results_dir!r}")
     if preview and steps is None and kinds:
         steps = min(PREVIEW_STEPS[k] for k in kinds)
+    fallback = False
+    if preview and dataset is None and any(experiments.get(n).config.dataset == "cifar100" for n in names):
+        from .data import cifar_files_present
+        if not cifar_files_present("cifar100", data_root):
+            # the rule `make preview` follows: a preview runs on the stand-in when CIFAR-100 is not here
+            dataset, fallback = STAND_IN, True
 
     resolved = _resolve_device(device)
     P = Params(tuple(names), resolved, dataset, data_root, steps, batch_size, list(seeds), fid_samples,
                Path(results_dir) if results_dir is not None else default_results_dir(), preview)
+    P.dataset_fallback = fallback
     todo = P.missing()
     if todo and os.environ.get("CIFAR_NB_REUSE_ONLY") == "1":
         names_ = ", ".join(f"{c.experiment} seed {c.seed}" for c in todo)
@@ -339,8 +348,10 @@ def banner(P: Params) -> str:
     for n in P.experiments:
         exp = experiments.get(n)
         if P.dataset_of(n) != exp.config.dataset:
+            why = (" (chosen by the preview itself: CIFAR-100 is not under the data root)"
+                   if P.dataset_fallback and exp.config.dataset == "cifar100" else "")
             departures.setdefault(f"trained on {dataset_label(P.dataset_of(n), P.data_root)[0]}, a stand-in "
-                                  f"for {dataset_label(exp.config.dataset)[0]}", []).append(n)
+                                  f"for {dataset_label(exp.config.dataset)[0]}{why}", []).append(n)
         steps = P.steps or exp.config.steps
         if steps != exp.config.steps:
             departures.setdefault(f"trained {steps:,} of the report's {exp.config.steps:,} steps", []).append(n)

@@ -106,16 +106,12 @@ def _dataset_for(exp: experiments.Experiment, present: set[str]) -> tuple[str, s
 def _present_datasets(data_root) -> set[str]:
     """Which report datasets this machine has, by their files alone (cheap: no archive read, no md5; a
     corrupt file is caught when a run loads it)."""
-    from .data import _cifar_class, _cifar_files, data_root as find_root
+    from .data import cifar_files_present, data_root as find_root
     try:
         root = find_root(data_root)
     except DataError:
         return set()
-    present = set()
-    for kind in ("cifar100", "cifar10"):
-        cls = _cifar_class(kind)
-        if all((root / cls.base_folder / n).is_file() for n, _ in _cifar_files(cls)):
-            present.add(kind)
+    present = {kind for kind in ("cifar100", "cifar10") if cifar_files_present(kind, root)}
     if (root / "mnist" / "MNIST" / "raw").is_dir():
         present.add("addnist")
     return present

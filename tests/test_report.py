@@ -283,3 +283,18 @@ def test_generator_samples_are_shown_beside_real_cifar100(tmp_path, monkeypatch)
     np.savez(root / "cifar100-sample.npz", test_images_first=np.full((50, 3, 32, 32), 200, np.uint8))
     im = report.beside_real_cifar100(P, r)
     assert im.format == "jpeg" and im.data[:2] == b"\xff\xd8"
+
+
+def test_a_preview_without_cifar100_falls_back_to_the_stand_in_and_says_so(tmp_path, monkeypatch):
+    import cifar_nb.data as data
+    monkeypatch.setattr(data, "cifar_files_present", lambda kind, root=None: False)
+    P = notebook.validate_parameters(["A-classifier"], preview=True, device="cpu", results_dir=tmp_path)
+    assert P.dataset == "cifar10-jpeg" and P.dataset_fallback
+    assert "chosen by the preview itself: CIFAR-100 is not under the data root" in notebook.banner(P)
+    # the report's own dataset is kept where it is here, and never changed outside a preview
+    assert notebook.validate_parameters(["E-classifier"], preview=True, device="cpu",
+                                        results_dir=tmp_path).dataset is None
+    assert notebook.validate_parameters(["A-classifier"], device="cpu", results_dir=tmp_path).dataset is None
+    monkeypatch.setattr(data, "cifar_files_present", lambda kind, root=None: True)
+    assert notebook.validate_parameters(["A-classifier"], preview=True, device="cpu",
+                                        results_dir=tmp_path).dataset is None
