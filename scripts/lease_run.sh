@@ -7,7 +7,7 @@
 #
 # Installs the pack's wheels the machine lacks into a temporary site folder, lays out a temporary data root,
 # cache and checkpoint store (`lease restore`), trains the queue until shortly before the budget ends, then
-# writes the results into $OUT (`lease export`). See cifar_nb/lease.py for the whole cycle.
+# writes the results into $OUT (`lease export`). See cifar_nb/lease/__init__.py for the whole cycle.
 # Overrides: DEVICE (default cuda; cpu for tests), PYTHON (default python3), OUT (the device sets it; else
 # LEASE_OUT), LEASE_RESERVE (seconds kept for stopping and export, default 60), LEASE_THREADS (threads per
 # worker, default cores / PARALLEL), LEASE_QUEUE_ARGS (more `queue run` arguments, e.g. "--only A-classifier").

@@ -87,7 +87,7 @@ def test_the_whole_lease_cycle_ends_with_the_metrics_of_uninterrupted_runs(synth
     m = lease.pack(pack_dir, data_root=droot, results_dir=here, wheels=False)
     assert [c["step"] for c in m["checkpoints"]] == [5] and m["checkpoints"][0]["config"] == cfgs[0].to_dict()
     assert {"data/cifar10-jpeg.tar.gz", "data/mnist.tar.gz", "checkpoints/manifest.json"} <= set(m["files"])
-    assert m["tree_bytes"] > 0 and m["total_bytes"] <= lease.PACK_LIMIT_BYTES
+    assert m["tree_bytes"] > 0 and m["total_bytes"] <= lease.packing.PACK_LIMIT_BYTES
     assert not list(tmp_path.glob(".lease.*"))
 
     # the GPU: restore, train until seed 1 is stopped at step 5, export
@@ -140,7 +140,7 @@ def test_an_oversize_pack_is_refused_and_leaves_nothing(synthetic, tmp_path, mon
     _tiny_plan(monkeypatch)
     droot = fake_data_root(tmp_path / "data")
     here = machine(monkeypatch, tmp_path / "here")
-    monkeypatch.setattr(lease, "PACK_LIMIT_BYTES", 1 * lease.MiB)   # the tree alone is larger
+    monkeypatch.setattr(lease.packing, "PACK_LIMIT_BYTES", 1 * lease.MiB)   # the tree alone is larger
     with pytest.raises(lease.LeaseError, match="does not fit.*Largest in the pack.*Leave something out"):
         lease.pack(tmp_path / "lease", data_root=droot, results_dir=here, wheels=False)
     assert not any(p.name.startswith(("lease", ".lease")) for p in tmp_path.iterdir())
@@ -220,7 +220,7 @@ def test_export_bundles_checkpoints_beyond_eight_files_and_drops_what_does_not_f
     with tarfile.open(lay / "checkpoints.tar.gz") as tar:
         assert len(tar.getnames()) == 4
 
-    monkeypatch.setattr(lease, "OUT_FILE_LIMIT", 5500)
+    monkeypatch.setattr(lease.onsite, "OUT_FILE_LIMIT", 5500)
     lay2, warned = tmp_path / "lay2", []
     lay2.mkdir()
     ckpts = checkpoints()
@@ -240,7 +240,7 @@ def test_export_splits_results_over_several_files_and_unpack_joins_them(tmp_path
         runs.atomic_write_json(d / "metrics.json", {"test_acc": 0.5, "steps": 4, "wall_time_s": 2.0})
         (d / "samples.npz").write_bytes(os.urandom(20_000))
         (d / "generator.pt").write_bytes(os.urandom(30_000))      # git-ignored: comes back only if room is left
-    monkeypatch.setattr(lease, "OUT_FILE_LIMIT", 60_000)
+    monkeypatch.setattr(lease.onsite, "OUT_FILE_LIMIT", 60_000)
     out = tmp_path / "out"
     m = lease.export(out, results_dir=gpu, since={"runs": {}}, data_root=droot)
     came = sorted(p.name for p in out.iterdir())
