@@ -296,7 +296,11 @@ def lpips_model(device="cpu", random_backbone: bool = False) -> nn.Module:
     """lpips.LPIPS(net='alex'). Its linear heads ship with the package; the AlexNet backbone comes from
     torchvision's hub cache, which is checked first (lpips would otherwise try to download it).
     random_backbone=True is for tests of the plumbing only: its distances are not LPIPS."""
-    import lpips
+    try:
+        import lpips
+    except ImportError as e:   # the GPU machines have no lpips unless a lease installs it
+        raise MetricUnavailable(f"LPIPS needs the lpips package, which is not installed here ({e}); "
+                                "pip install lpips (the lease kit carries its wheel)") from None
     if not random_backbone and not alexnet_weights_file().is_file():
         f = alexnet_weights_file()
         raise MetricUnavailable(

@@ -225,6 +225,10 @@ def test_augmix_each_op_equals_torchvision(batch, subset):
 @pytest.mark.parametrize("args", [{}, {"severity": 10, "mixture_width": 2, "chain_depth": 2, "alpha": 0.5},
                                   {"all_ops": False, "interpolation": "nearest", "chain_depth": 1}])
 def test_augmix_replays_torchvision(batch, args):
+    # torchvision 0.26 (the GPU machines') accepts only the enum; newer ones also take the string
+    from torchvision.transforms import InterpolationMode
+    if "interpolation" in args:
+        args = dict(args, interpolation=InterpolationMode(args["interpolation"]))
     """Draw with the batched sampler, then replay each image's draws through torchvision's ops and v2.AugMix's
     mixing formula (m0 * x + sum_i w_i * chain_i in float32, cast to uint8): the same bits."""
     am = AugMix(**args)

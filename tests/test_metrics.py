@@ -341,3 +341,17 @@ def test_feature_steps_default_reaches_the_fd_cls_classifier(monkeypatch, tmp_pa
     with pytest.raises(ValueError, match="positive whole number"):
         with M.feature_steps_default(0):
             pass
+
+
+def test_lpips_absent_is_a_metric_unavailable_not_an_import_error(monkeypatch):
+    import builtins
+    from cifar_nb import metrics
+    real_import = builtins.__import__
+
+    def no_lpips(name, *a, **k):
+        if name == "lpips":
+            raise ImportError("No module named 'lpips'")
+        return real_import(name, *a, **k)
+    monkeypatch.setattr(builtins, "__import__", no_lpips)
+    with pytest.raises(metrics.MetricUnavailable, match="needs the lpips package"):
+        metrics.lpips_model()
