@@ -65,6 +65,18 @@ def status_markdown(results_dir=None) -> str:
     return intro + "\n\n" + "\n".join(lines) + "\n"
 
 
+def status_sentence(results_dir=None) -> str:
+    """One line for pages without a run card (methods, references): how much of the book is full budget."""
+    rows = status_rows(results_dir)
+    full = [r["experiment"] for r in rows if r["state"] == "full budget"]
+    tail = f": {', '.join(full)}" if full else ""
+    return (f"**What was run:** {len(full)} of {len(rows)} experiments have full-budget runs{tail}; the rest are "
+            "CPU previews or not run yet. The {doc}`intro <intro>` gives the table.\n")
+
+
 def write(path: Path, results_dir=None) -> Path:
-    atomic_write_text(Path(path), status_markdown(results_dir))
-    return Path(path)
+    """The status table at `path`, and the one-line status beside it (<stem>_line.md)."""
+    path = Path(path)
+    atomic_write_text(path, status_markdown(results_dir))
+    atomic_write_text(path.with_name(path.stem + "_line.md"), status_sentence(results_dir))
+    return path

@@ -3,8 +3,9 @@
 The browser check drives Debian's headless Chromium (installed by `make browser`, part of `make test`)
 through the DevTools protocol over a pipe (--remote-debugging-pipe: JSON messages separated by NUL on
 file descriptors 3 and 4), so it needs no Python package beyond the standard library. It opens the
-index page and one chapter, waits for the load event, and asserts that every image actually decoded
-(naturalWidth > 0), that no request failed or left the machine, and saves screenshots.
+index page and then every page of _toc.yml, waits for the load event, and asserts that every image actually
+decoded (naturalWidth > 0), that no request failed or left the machine, that no page shows a traceback and
+that each says what was run, and saves screenshots.
 """
 from __future__ import annotations
 
@@ -165,6 +166,7 @@ def open_page(browser: Chromium, url: str, shots: Path, name: str) -> dict:
                                 h: im.naturalHeight, alt: im.alt}));
     })()""", s)
     info = browser.evaluate("""({title: document.title, href: location.href,
+        text: (document.querySelector('main') || document.body).innerText,
         h1: (document.querySelector('h1') || {}).textContent || '',
         sheets: document.styleSheets.length,
         themed: getComputedStyle(document.body).fontFamily,
@@ -179,6 +181,12 @@ def open_page(browser: Chromium, url: str, shots: Path, name: str) -> dict:
         (shots / f"{name}-figure.png").write_bytes(base64.b64decode(png))
     browser.send("Target.closeTarget", {"targetId": target})
     return dict(info, images=images, failed=[f["params"].get("errorText") for f in failed])
+
+
+def toc_pages() -> list[str]:
+    """Every page _toc.yml lists (root and chapter files), without extension."""
+    text = (ROOT / "_toc.yml").read_text()
+    return re.findall(r"^\s*(?:root|-\s*file):\s*(\S+)", text, flags=re.M)
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +206,20 @@ def test_pages_render_with_their_figures_in_a_browser(built, chromium, tmp_path)
         browser.send("Target.setDiscoverTargets", {"discover": True})
         index = open_page(browser, (built / "index.html").as_uri(), shots, "index")
         chapter = open_page(browser, (built / CHAPTER).as_uri(), shots, "chapter")
+        pages = {name: open_page(browser, (built / f"{name}.html").as_uri(), shots, Path(name).name)
+                 for name in toc_pages() if f"{name}.html" != CHAPTER}
     finally:
         browser.close()
+
+    # every page of the book: its images decoded, no traceback, and it says up front what was run
+    for name, page in pages.items():
+        broken = [im for im in page["images"] if im["w"] == 0]
+        assert not broken, f"{name}: images that did not load: {broken}"
+        assert "Traceback (most recent call last)" not in page["text"], f"{name} shows a Python traceback"
+        assert re.search(r"What (was|has been) run", page["text"]), f"{name} does not say what was run"
+        assert not page["failed"] and not page["remote"], f"{name}: {page['failed'] or page['remote']}"
+    assert "What was run" in chapter["text"] and chapter["text"].index("What was run") < \
+        chapter["text"].index("Run card"), "the chapter's status line should open its run card"
 
     assert index["href"].endswith("book/intro.html"), index["href"]     # the redirect was followed
     assert "small-budget" in index["h1"].lower(), index["h1"]
