@@ -180,6 +180,8 @@ def test_status_table_says_what_ran_per_experiment(tmp_path):
     assert md.startswith("1 of 16 experiments have full-budget runs")
     out = status.write(tmp_path / "s.md", tmp_path)
     assert out.read_text() == md
+    line = (tmp_path / "s_line.md").read_text()
+    assert line.startswith("**What was run:** 1 of 16 experiments have full-budget runs: A-classifier;")
 
 
 def test_run_card_opens_with_what_was_run(tmp_path):
