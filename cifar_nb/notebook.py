@@ -404,7 +404,7 @@ def run_card(P: Params, results: dict[str, list[RunResult]], final: bool = False
     n_runs = len(envs)
     n_reused = sum(r.reused for rs in results.values() for r in rs)
     nb_s = time.monotonic() - P.started
-    rows.append(("Wall time", f"runs: {_dur(train_s)} of training and evaluation over {n_runs} runs "
+    rows.append(("Wall time", f"runs: {_dur(train_s)} of training and evaluation over {n_runs} run{'s' if n_runs != 1 else ''} "
                               f"({n_reused} reused from results/); this execution of the notebook: {_dur(nb_s)}"
                               + (" in all, including any training it did" if final else " up to this card")))
     dirs = sorted({_rel(r.run_dir.parent) for rs in results.values() for r in rs})
