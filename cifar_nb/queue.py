@@ -421,9 +421,10 @@ def _work(device, deadline, only, data_root, results_dir, margin_s, progress_int
 
 
 def default_layout(device: torch.device, parallel: int | None, threads: int | None) -> tuple[int, int | None]:
-    """(workers, threads each). On a CPU, one single-threaded run per core: on the 2-core machines here one run
-    on 2 threads trained A-classifier at 0.9-1.3 steps/s, while two runs on 1 thread each did 1.4 steps/s each
-    (the queue's own logs, same code and data), so side by side finishes about twice the runs per hour."""
+    """(workers, threads each). On a CPU, one single-threaded run per core. Measured here (A-classifier, the
+    queue's own logs): two 1-thread runs side by side did 1.55-1.7 steps/s each when the machine was otherwise
+    idle; one 2-thread run did 3.38 steps/s alone, but 0.9-1.3 with other work on the machine. The two layouts
+    are about equal in throughput when idle; side by side loses less to anything else running."""
     if device.type == "cpu":
         cores = os.cpu_count() or 1
         return (parallel or cores), (threads or (1 if (parallel or cores) > 1 else cores))
