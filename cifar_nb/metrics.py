@@ -45,6 +45,8 @@ INCEPTION_ENV = "CIFAR_NB_INCEPTION_WEIGHTS"
 FID_REFERENCE = "CIFAR-100 test, 10,000 images"
 FID_METRIC = f"FID (torch-fidelity {torch_fidelity.__version__}, inception-v3-compat, 2048-d pool features)"
 FEATURE_STEPS = 2000
+KID_SUBSET_SIZE = 1000   # images per KID subset (capped by the smaller set)
+KID_SUBSETS = 100
 # What evaluate_generator trains its FD-cls classifier for when not told: the protocol's FEATURE_STEPS,
 # or less inside `feature_steps_default` (a CPU preview). Not part of a run's config, so the choice is
 # recorded in every run's fd_cls_metric text instead.
@@ -179,8 +181,8 @@ def _fidelity(gen: torch.Tensor, ref: torch.Tensor, device, **kw) -> dict:
         cache=False, save_cpu_ram=True, verbose=False, **kw)   # save_cpu_ram: no DataLoader workers
 
 
-def fd_cls(gen: torch.Tensor, ref: torch.Tensor, fnet: FeatureNet, device="cpu", kid_subset_size: int = 1000,
-           kid_subsets: int = 100, seed: int = 0, batch_size: int = 256) -> dict:
+def fd_cls(gen: torch.Tensor, ref: torch.Tensor, fnet: FeatureNet, device="cpu",
+           kid_subset_size: int = KID_SUBSET_SIZE, kid_subsets: int = KID_SUBSETS, seed: int = 0, batch_size: int = 256) -> dict:
     """FD-cls (Fréchet distance in `fnet`'s penultimate features) and KID, by torch-fidelity.
 
     gen, ref: uint8 [N, 3, H, W]; gen is resized to the reference size first. KID's subset size is

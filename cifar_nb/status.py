@@ -74,9 +74,28 @@ def status_sentence(results_dir=None) -> str:
             "CPU previews or not run yet. The {doc}`intro <intro>` gives the table.\n")
 
 
+def fd_cls_protocol() -> str:
+    """The methods page's FD-cls/KID paragraph, its numbers read from the protocol's own config so the prose
+    cannot drift from what evaluate_generator does."""
+    from . import metrics   # torch-fidelity is heavy; only this paragraph needs it
+    cfg = metrics.FEATURE_CONFIG
+    opt, aug = cfg.optimizer, cfg.augment
+    return (f"**FD-cls** is the same Fréchet distance in the penultimate features of a small classifier trained by "
+            f"this project on the generator's own dataset (report C's `{cfg.model}` at its default size, "
+            f"{cfg.steps:,} steps of batch {cfg.batch_size}, {opt['name']} at learning rate {opt['lr']:g} with a "
+            f"{cfg.scheduler['name']} schedule, random {aug['crop']}-pixel crops with {aug['pad_mode']} padding and "
+            f"horizontal flips at p = {aug['hflip']:g}, no AugMix), and **KID** "
+            "{cite:p}`binkowski2018kid` is torch-fidelity's kernel inception distance in those same features "
+            f"(subsets of up to {metrics.KID_SUBSET_SIZE:,} images, {metrics.KID_SUBSETS} subsets). Both are always "
+            "computable offline. They are not FID: they rank our runs against each other and are never set "
+            "against a report's FID.\n")
+
+
 def write(path: Path, results_dir=None) -> Path:
-    """The status table at `path`, and the one-line status beside it (<stem>_line.md)."""
+    """The status table at `path`, the one-line status beside it (<stem>_line.md), and the methods page's
+    FD-cls paragraph (_fd_cls_protocol.md), every number from artifacts or configs."""
     path = Path(path)
     atomic_write_text(path, status_markdown(results_dir))
     atomic_write_text(path.with_name(path.stem + "_line.md"), status_sentence(results_dir))
+    atomic_write_text(path.with_name("_fd_cls_protocol.md"), fd_cls_protocol())
     return path

@@ -3,10 +3,11 @@ finished runs are written by hand into a temporary results folder."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from cifar_nb import audit, experiments, notebook, report, runs
+from cifar_nb import audit, experiments, metrics, notebook, report, runs
 
 
 @pytest.mark.parametrize("bad, words", [
@@ -182,6 +183,24 @@ def test_status_table_says_what_ran_per_experiment(tmp_path):
     assert out.read_text() == md
     line = (tmp_path / "s_line.md").read_text()
     assert line.startswith("**What was run:** 1 of 16 experiments have full-budget runs: A-classifier;")
+
+
+def test_methods_fd_cls_paragraph_follows_the_protocol_config(tmp_path, monkeypatch):
+    from cifar_nb import status
+    text = status.fd_cls_protocol()
+    assert f"{metrics.FEATURE_CONFIG.steps:,} steps" in text and f"{metrics.KID_SUBSETS} subsets" in text
+    # the paragraph is derived, not written: change the protocol and the prose changes with it
+    monkeypatch.setattr(metrics, "FEATURE_CONFIG", metrics.FEATURE_CONFIG.replace(steps=3456))
+    monkeypatch.setattr(metrics, "KID_SUBSET_SIZE", 777)
+    changed = status.fd_cls_protocol()
+    assert "3,456 steps" in changed and "up to 777 images" in changed and "2,000 steps" not in changed
+    monkeypatch.undo()
+    status.write(tmp_path / "s.md", tmp_path)
+    assert (tmp_path / "_fd_cls_protocol.md").read_text() == text
+    # the book ships the current paragraph, and the methods page includes it
+    book = Path(__file__).resolve().parents[1] / "book"
+    assert (book / "_fd_cls_protocol.md").read_text() == text
+    assert "{include} _fd_cls_protocol.md" in (book / "methods.md").read_text()
 
 
 def test_run_card_opens_with_what_was_run(tmp_path):
