@@ -84,7 +84,7 @@ def fd_cls_protocol() -> str:
             f"this project on the generator's own dataset (report C's `{cfg.model}` at its default size, "
             f"{cfg.steps:,} steps of batch {cfg.batch_size}, {opt['name']} at learning rate {opt['lr']:g} with a "
             f"{cfg.scheduler['name']} schedule, random {aug['crop']}-pixel crops with {aug['pad_mode']} padding and "
-            f"horizontal flips at p = {aug['hflip']:g}, no AugMix), and **KID** "
+            f"horizontal flips at p = {aug['hflip']:g}{'' if aug.get('augmix') else ', no AugMix'}), and **KID** "
             "{cite:p}`binkowski2018kid` is torch-fidelity's kernel inception distance in those same features "
             f"(subsets of up to {metrics.KID_SUBSET_SIZE:,} images, {metrics.KID_SUBSETS} subsets). Both are always "
             "computable offline. They are not FID: they rank our runs against each other and are never set "
