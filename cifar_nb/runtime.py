@@ -24,7 +24,9 @@ import torch
 CPU_FAST = {
     "resnet_bottleneck": dict(amp=True, channels_last=False, compile=True),
     "dsconv_resnet": dict(amp=True, channels_last=False, compile=True),
-    "mbconv_se": dict(amp=True, channels_last=True, compile=False),
+    # E-classifier on AddNIST, 1 thread, s/step: fp32+channels_last 0.80, fp32 eager 1.23, bf16+channels_last
+    # 1.31, bf16 1.36, fp32+channels_last+compile 1.37 -- depthwise convs have no fast bf16 kernel on this CPU.
+    "mbconv_se": dict(amp=False, channels_last=True, compile=False),
     "densenet": dict(amp=True, channels_last=False, compile=False),
     "search_cnn": dict(amp=True, channels_last=False, compile=False),
 }

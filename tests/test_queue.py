@@ -128,11 +128,13 @@ def test_runtime_defaults_follow_the_cpu(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
     assert runtime.default_runtime("mbconv_se", "cpu") == runtime.Runtime()       # emulated bf16 is slower
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
-    rt = runtime.default_runtime("mbconv_se", "cpu")
-    assert rt.amp and rt.channels_last and not rt.compile
+    rt = runtime.default_runtime("resnet_bottleneck", "cpu")
+    assert rt.amp and not rt.channels_last and rt.compile
+    rt = runtime.default_runtime("mbconv_se", "cpu")                     # depthwise: fp32 channels_last won
+    assert not rt.amp and rt.channels_last and not rt.compile
     monkeypatch.setenv("CIFAR_NB_PRECISION", "fp32")
-    assert runtime.default_runtime("mbconv_se", "cpu") == runtime.Runtime()
-    assert runtime.default_runtime("mbconv_se", "cpu", fp32=False).amp
+    assert runtime.default_runtime("resnet_bottleneck", "cpu") == runtime.Runtime()
+    assert runtime.default_runtime("resnet_bottleneck", "cpu", fp32=False).amp
 
 
 def test_runtime_is_not_part_of_the_config_hash(synthetic, tmp_path):
