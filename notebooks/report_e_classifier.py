@@ -83,7 +83,8 @@ report.budget_table(P, runs)
 # %% [markdown]
 # ## Training curves
 #
-# One thin line per seed; the thick line and band are the mean ± sample standard deviation over seeds.
+# One thin line per seed; where there are two seeds or more, the thick line and band are their mean ±
+# sample standard deviation.
 
 # %%
 plots.plot_history(runs["E-classifier"], keys=("train_acc", "test_acc"), ylabel="accuracy",
