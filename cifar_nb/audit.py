@@ -90,6 +90,7 @@ def fmt_kid(v, std=None) -> str:
 
 
 METRIC_NAMES = {"test_acc": "test accuracy", "train_acc": "train accuracy", "train_loss": "train loss",
+                "stream_acc": "train accuracy (training mode)", "stream_loss": "train loss (training mode)",
                 "test_loss": "test loss", "best_test_acc": "best test accuracy",
                 "best_train_acc": "best train accuracy", "fid": "FID (CIFAR-100 test)",
                 "lpips_nn": "LPIPS to nearest training image", "fd_cls": "FD-cls (substitute, not FID)",

@@ -210,8 +210,11 @@ register(Experiment(
         eval_every=500,
     ),
     claimed_params=98_720,
-    claims=[Claim("test_acc", 0.941, 0.025, "§4 Results"), Claim("train_acc", 0.966, 0.011, "§4 Results"),
-            Claim("train_loss", 0.284, None, "§4 Results")],
+    # The report puts its lower test loss down to regularisation being off at evaluation, so its train
+    # figures were taken in training mode, on augmented, label-smoothed batches: our stream_* metrics, not
+    # our eval-mode train_* ones (those would compare 0.284 with a loss that has neither).
+    claims=[Claim("test_acc", 0.941, 0.025, "§4 Results"), Claim("stream_acc", 0.966, 0.011, "§4 Results"),
+            Claim("stream_loss", 0.284, None, "§4 Results")],
     notes="AddNIST is report E's own dataset, regenerated here by the published recipe. The same net with a "
           "100-way head (CIFAR-100) has 114,160 parameters, over the classifier budget, so runs.run refuses it "
           "there; on the 10-class stand-in it has 96,790.",

@@ -217,6 +217,26 @@ def verdict_summary(P: Params, results: dict[str, list[RunResult]]) -> Markdown:
     return Markdown(text)
 
 
+def loss_ordering(results: list[RunResult]) -> Markdown:
+    """Test loss against the two train losses we record, in words, from the runs' final metrics: whether the
+    ordering a report explains by regularisation (test below train) shows in training mode and in eval mode."""
+    if not results:
+        return Markdown("No finished runs yet, so nothing to compare.")
+    mean = {k: runs_mod.aggregate(results, k)["mean"] for k in ("stream_loss", "train_loss", "test_loss")}
+    if None in mean.values():
+        return Markdown("These runs do not record all three losses, so nothing to compare.")
+    n = len(results)
+    def rel(a, b):
+        return "below" if mean[a] < mean[b] else "above"
+    return Markdown(
+        f"Over {n} seed{'s' if n != 1 else ''}, our test loss is {mean['test_loss']:.3f}. It is "
+        f"{rel('test_loss', 'stream_loss')} the training-mode train loss ({mean['stream_loss']:.3f}: augmented, "
+        f"label-smoothed batches, the figure a training curve shows) and {rel('test_loss', 'train_loss')} the "
+        f"eval-mode train loss ({mean['train_loss']:.3f}: the same model and loss as the test split, on "
+        f"training images). The first ordering is the one a report sees when regularisation acts only in "
+        f"training; the second is over-fitting and nothing else.")
+
+
 def all_claims(results_dir=None) -> Table:
     """Every claim of every experiment with our best-matching runs and its verdict."""
     rows = []

@@ -90,6 +90,19 @@ def test_verdict_rules(tmp_path):
     assert audit.verdict(exp, claim, [])[0] == audit.UNMEASURABLE
 
 
+def test_report_e_train_claims_meet_our_training_mode_figures_not_the_eval_mode_ones(tmp_path):
+    exp = experiments.get("E-classifier")
+    loss_claim = next(c for c in exp.claims if c.value == 0.284)
+    assert loss_claim.metric == "stream_loss" and audit.metric_name("stream_loss") == "train loss (training mode)"
+    # eval-mode train loss far below the claim, training-mode one within 10 %: the verdict follows the latter
+    rs = [fake_run(tmp_path, exp.config, {"stream_loss": 0.29, "train_loss": 0.09, "test_loss": 0.18})]
+    assert audit.verdict(exp, loss_claim, rs)[0] == audit.REPRODUCED
+    text = str(report.loss_ordering(rs))
+    assert "1 seed," in text and "0.180. It is below the training-mode train loss (0.290" in text
+    assert "above the eval-mode train loss (0.090" in text
+    assert "No finished runs" in str(report.loss_ordering([]))
+
+
 def test_fid_claims_are_unmeasurable_without_fid_and_report_a_breaks_its_rules(tmp_path):
     exp = experiments.get("E-generator")
     rs = [fake_run(tmp_path, exp.config, {"fd_cls": 12.0, "fid": None})]
