@@ -98,7 +98,8 @@ report.claims_table(P, runs)
 plots.plot_claims(report.claim_rows(P, runs, "acc"), title="Report A classifier", xlabel="accuracy (%)")
 
 # %%
-report.ours_table(runs, ["train_acc", "test_acc", "best_test_acc", "train_loss", "test_loss"])
+report.ours_table(runs, ["train_acc", "stream_acc", "test_acc", "best_test_acc", "train_loss", "stream_loss",
+                        "test_loss"])
 
 # %% tags=["remove-input"]
 report.verdict_summary(P, runs)

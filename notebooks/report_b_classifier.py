@@ -113,7 +113,8 @@ plots.plot_claims(report.claim_rows(P, {n: runs[n] for n in ABLATIONS}, "acc"),
                   title="Report B ablations: maxima over training", xlabel="accuracy (%)")
 
 # %%
-report.ours_table(runs, ["best_test_acc", "best_train_acc", "test_acc", "train_acc", "train_loss"])
+report.ours_table(runs, ["best_test_acc", "best_train_acc", "test_acc", "train_acc", "stream_acc", "train_loss",
+                        "stream_loss"])
 
 # %% tags=["remove-input"]
 report.verdict_summary(P, runs)
