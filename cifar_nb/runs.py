@@ -171,15 +171,23 @@ def _parse(v: str):
 # ---------------------------------------------------------------------------------------------
 # environment record
 
-def git_commit() -> str:
-    """The commit the code came from; CIFAR_NB_COMMIT wins (a GPU copy of the tree has no .git)."""
+# What the code writes, not what it is: a change here does not make the code that wrote it "+dirty"
+# (otherwise the second notebook of an execution, or the second run of a queue, would be marked dirty by
+# the first one's output).
+GENERATED = ("results", "book/*.ipynb", "book/_status*.md")
+
+
+def git_commit(where: Path | str | None = None) -> str:
+    """The commit the code came from, "+dirty" if tracked files other than GENERATED outputs differ from it;
+    CIFAR_NB_COMMIT wins (a GPU copy of the tree has no .git)."""
     if os.environ.get("CIFAR_NB_COMMIT"):
         return os.environ["CIFAR_NB_COMMIT"]
-    here = Path(__file__).resolve().parent
+    here = Path(where) if where is not None else Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        spec = [":(top)"] + [f":(top,exclude,glob){g}" for g in GENERATED]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *spec], cwd=here,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
     except (OSError, subprocess.SubprocessError):

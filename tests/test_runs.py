@@ -182,3 +182,24 @@ def test_a_truncated_checkpoint_is_named_with_its_remedy(fake, tmp_path):
     with pytest.raises(runs.RunCorrupt, match=r"cannot be read.*Delete it to start the run over, or pass --force"):
         runs.run(c, results_dir=tmp_path, progress=False)
     assert runs.run(c, results_dir=tmp_path, progress=False, force=True).metrics["final_loss"] is not None
+
+
+def test_commit_is_dirty_for_code_changes_but_not_for_generated_outputs(tmp_path, monkeypatch):
+    import subprocess
+    monkeypatch.delenv("CIFAR_NB_COMMIT", raising=False)
+    def git(*a):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path, check=True,
+                       capture_output=True)
+    for f in ("code.py", "results/E/1/metrics.json", "book/ch.ipynb", "book/_status.md", "book/intro.md"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("0")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "x")
+    sha = runs.git_commit(tmp_path)
+    assert len(sha) == 40
+    for f in ("results/E/1/metrics.json", "book/ch.ipynb", "book/_status.md"):
+        (tmp_path / f).write_text("1")
+    assert runs.git_commit(tmp_path) == sha
+    (tmp_path / "book/intro.md").write_text("1")     # prose is source, not output
+    assert runs.git_commit(tmp_path) == sha + "+dirty"
