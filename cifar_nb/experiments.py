@@ -111,9 +111,24 @@ def _shape_of(dataset: str) -> dict:
 REGISTRY: dict[str, Experiment] = {}
 
 
+# The FD-cls protocol. Its feature network is report C's DenseNet (its model defaults) with a short, plain
+# recipe (no AugMix: these features only need to be stable, not state of the art), trained on the generator's
+# own dataset. How long it trains decides what every FD-cls means, so a generator config carries it
+# (train["feature_steps"], in its hash), and so does the feature net's own config (steps).
+FEATURE_STEPS = 2000
+FEATURE_CONFIG = RunConfig(
+    experiment="fd-cls-features", kind="classifier", model="densenet", steps=FEATURE_STEPS, batch_size=256,
+    optimizer={"name": "adam", "lr": 3e-3}, scheduler={"name": "cosine"},
+    augment={"crop": 4, "pad_mode": "reflect", "hflip": 0.5}, eval_every=500,
+)
+GENERATOR_KINDS = ("gan", "diffusion")
+
+
 def register(exp: Experiment) -> Experiment:
     if exp.name in REGISTRY:
         raise ValueError(f"experiment {exp.name!r} registered twice")
+    if exp.kind in GENERATOR_KINDS and "feature_steps" not in exp.config.train:
+        exp.config = exp.config.replace(train={**exp.config.train, "feature_steps": FEATURE_STEPS})
     REGISTRY[exp.name] = exp
     return exp
 

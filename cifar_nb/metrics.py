@@ -19,8 +19,6 @@ the interpolations) and calls `evaluate_generator` once at the end.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import io
 import math
 import os
@@ -36,7 +34,8 @@ import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from .runs import RunConfig, atomic_write_bytes
+from .experiments import FEATURE_CONFIG, FEATURE_STEPS
+from .runs import atomic_write_bytes
 from .sampling import GeneratorHandle, generate, interpolation_grid, resize_uint8
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"   # what torch-fidelity downloads
@@ -44,34 +43,8 @@ INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2
 INCEPTION_ENV = "CIFAR_NB_INCEPTION_WEIGHTS"
 FID_REFERENCE = "CIFAR-100 test, 10,000 images"
 FID_METRIC = f"FID (torch-fidelity {torch_fidelity.__version__}, inception-v3-compat, 2048-d pool features)"
-FEATURE_STEPS = 2000
 KID_SUBSET_SIZE = 1000   # images per KID subset (capped by the smaller set)
 KID_SUBSETS = 100
-# What evaluate_generator trains its FD-cls classifier for when not told: the protocol's FEATURE_STEPS,
-# or less inside `feature_steps_default` (a CPU preview). Not part of a run's config, so the choice is
-# recorded in every run's fd_cls_metric text instead.
-_FEATURE_STEPS = contextvars.ContextVar("feature_steps", default=FEATURE_STEPS)
-
-# The classifier whose penultimate features define FD-cls: report C's DenseNet (its model defaults) with
-# a short, plain recipe (no AugMix: these features only need to be stable, not state of the art).
-FEATURE_CONFIG = RunConfig(
-    experiment="fd-cls-features", kind="classifier", model="densenet", steps=FEATURE_STEPS, batch_size=256,
-    optimizer={"name": "adam", "lr": 3e-3}, scheduler={"name": "cosine"},
-    augment={"crop": 4, "pad_mode": "reflect", "hflip": 0.5}, eval_every=500,
-)
-
-
-@contextlib.contextmanager
-def feature_steps_default(steps: int):
-    """Within the block, evaluate_generator trains the FD-cls classifier `steps` steps unless given
-    feature_steps= itself (previews: a CPU cannot afford the protocol's 2,000)."""
-    if not (isinstance(steps, int) and steps > 0):
-        raise ValueError(f"feature steps must be a positive whole number, got {steps!r}")
-    token = _FEATURE_STEPS.set(steps)
-    try:
-        yield
-    finally:
-        _FEATURE_STEPS.reset(token)
 
 
 class MetricUnavailable(RuntimeError):
@@ -396,9 +369,9 @@ def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None
         scores = evaluate_generator(handle, ctx, n_samples=10_000, interpolation="slerp")
         return dict(final_metrics, **scores)
 
-    The FD-cls classifier is trained on first use (`feature_steps` steps, by default FEATURE_STEPS or the
-    enclosing `feature_steps_default`; under `results_dir`, which defaults to the results root holding
-    run_dir) and reused after; `feature_net` replaces it (tests).
+    The FD-cls classifier is trained on first use (`feature_steps` steps: by default the run's
+    train["feature_steps"], else the protocol's FEATURE_STEPS; under `results_dir`, which defaults to the
+    results root holding run_dir) and reused after; `feature_net` replaces it (tests).
     `train_set` / `test_set` are pre-loaded splits (data.ImageSet-like: .images uint8, .info); by
     default they are loaded with cifar_nb.data.
     """
@@ -425,7 +398,8 @@ def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None
     info = test_set.info
     size = int(test_set.images.shape[-1])
     if feature_net is None:
-        feature_steps = _FEATURE_STEPS.get() if feature_steps is None else feature_steps
+        if feature_steps is None:
+            feature_steps = ctx.config.train.get("feature_steps", FEATURE_STEPS) if ctx is not None else FEATURE_STEPS
         feature_net = feature_classifier(dataset, data_root, device, results_dir or run_dir.parent.parent,
                                          feature_steps, progress)
 

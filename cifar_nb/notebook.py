@@ -9,7 +9,6 @@ The notebooks reach these through cifar_nb.report, which re-exports them beside 
 """
 from __future__ import annotations
 
-import contextlib
 import html
 import os
 import re
@@ -83,6 +82,8 @@ class Params:
                 train["fid_samples"] = self.fid_samples
             if self.preview and cfg.kind == "diffusion":
                 train["sample_steps"] = PREVIEW_SAMPLE_STEPS
+            if self.preview:
+                train["feature_steps"] = PREVIEW_FEATURE_STEPS
             changes["train"] = train
         return cfg.replace(**changes)
 
@@ -94,9 +95,8 @@ class Params:
         out = []
         for cfg in self.configs(name):
             t0 = time.monotonic()
-            with _preview_feature_classifier(self.preview and cfg.kind != "classifier"):
-                r = runs_mod.run(cfg, device=self.device, data_root=self.data_root,
-                                 results_dir=self.results_dir, progress=progress)
+            r = runs_mod.run(cfg, device=self.device, data_root=self.data_root,
+                             results_dir=self.results_dir, progress=progress)
             what = "reused from results/" if r.reused else f"trained in {time.monotonic() - t0:,.0f} s"
             print(f"{name} seed {cfg.seed}: {what} ({_rel(r.run_dir)})")
             out.append(r)
@@ -110,15 +110,6 @@ class Params:
         """Runs that are not finished in results/ and so need training."""
         return [c for n in self.experiments for c in self.configs(n)
                 if runs_mod.load_complete(c, self.results_dir) is None]
-
-
-def _preview_feature_classifier(active: bool):
-    """In a preview the FD-cls feature classifier trains PREVIEW_FEATURE_STEPS steps, not 2,000: a CPU
-    preview cannot afford more, and its FD-cls text says how many steps its features had."""
-    if not active:
-        return contextlib.nullcontext()
-    from . import metrics      # torch-fidelity: imported only where a generator is scored
-    return metrics.feature_steps_default(PREVIEW_FEATURE_STEPS)
 
 
 def validate_parameters(experiment_names, *, device="auto", dataset=None, data_root=None, steps=None,

@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import signal
+import shutil
 import subprocess
 import threading
 import tempfile
@@ -331,7 +332,15 @@ def checkpoint_path(cfg: RunConfig, results_dir: Path | str | None = None) -> Pa
     """
     root = Path(results_dir or DEFAULT_RESULTS).resolve()
     tag = hashlib.sha256(str(root).encode()).hexdigest()[:8]
-    return checkpoint_store() / f"{cfg.experiment}-{cfg.hash}-{tag}.ckpt"
+    path = checkpoint_store() / f"{cfg.experiment}-{cfg.hash}-{tag}.ckpt"
+    if not path.exists() and "feature_steps" in cfg.train:
+        # Generator checkpoints written before train["feature_steps"] joined the config (and so its hash) are
+        # adopted: how long the FD-cls network trains changes the score, never the training state.
+        legacy = cfg.replace(train={k: v for k, v in cfg.train.items() if k != "feature_steps"})
+        old = path.with_name(f"{cfg.experiment}-{legacy.hash}-{tag}.ckpt")
+        if old.exists():
+            old.replace(path)
+    return path
 
 
 def checkpoint_store() -> Path:
@@ -386,10 +395,38 @@ def _read_json(path: Path, d: Path) -> Any:
                          f"train the run again, or pass --force") from None
 
 
+def _adopt_pre_feature_steps_run(cfg: RunConfig, results_dir=None) -> None:
+    """A generator run finished before train["feature_steps"] joined its config sits under the hash of the
+    config without it. When its own artifacts show it was scored with exactly cfg's feature steps (the FD-cls
+    feature run it names), it is moved to cfg's folder with the key added, rather than trained again.
+    Copied, then renamed into place, then the old folder removed: an interruption leaves no half-made run."""
+    if "feature_steps" not in cfg.train:
+        return
+    legacy = cfg.replace(train={k: v for k, v in cfg.train.items() if k != "feature_steps"})
+    old, new = run_dir(legacy, results_dir), run_dir(cfg, results_dir)
+    try:
+        feature_run = json.loads((old / "metrics.json").read_text()).get("fd_cls_feature_run")
+        feature_cfg = json.loads((new.parent.parent / "fd-cls-features" / str(feature_run) / "config.json").read_text())
+        if RunConfig.from_dict(json.loads((old / "config.json").read_text())) != legacy:
+            return
+    except (OSError, ValueError, TypeError):
+        return
+    if feature_cfg.get("steps") != cfg.train["feature_steps"]:
+        return      # scored with another feature network: not this config's run
+    tmp = new.with_name(f".adopting-{new.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(old, tmp)
+    atomic_write_json(tmp / "config.json", cfg.to_dict())
+    os.replace(tmp, new)
+    shutil.rmtree(old)
+
+
 def load_complete(cfg: RunConfig, results_dir: Path | str | None = None) -> RunResult | None:
     """The finished run with exactly this config, or None. Raises RunCorrupt for a folder that holds a finished
     run it cannot vouch for (unreadable JSON, or a config that is not the one its folder is named by)."""
     d = run_dir(cfg, results_dir)
+    if not d.exists():
+        _adopt_pre_feature_steps_run(cfg, results_dir)
     if not (d / "metrics.json").exists():
         return None
     try:

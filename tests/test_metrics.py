@@ -312,9 +312,10 @@ def test_feature_classifier_trains_once_and_loads(tmp_path, monkeypatch):
     torch.testing.assert_close(again(x)[0], feats)                 # same weights, not retrained
 
 
-def test_feature_steps_default_reaches_the_fd_cls_classifier(monkeypatch, tmp_path):
-    """The protocol's 2,000 steps unless a block (a preview) lowers the default; an explicit value wins;
-    the default comes back when the block ends, also after an error inside it."""
+def test_the_run_config_s_feature_steps_reach_the_fd_cls_classifier(monkeypatch, tmp_path):
+    """train["feature_steps"] of the run decides the FD-cls network's steps; an explicit value wins; a config
+    without the key, or no RunContext, gets the protocol's FEATURE_STEPS."""
+    from cifar_nb.runs import RunConfig
     seen = []
 
     class Stop(Exception):
@@ -327,20 +328,20 @@ def test_feature_steps_default_reaches_the_fd_cls_classifier(monkeypatch, tmp_pa
     monkeypatch.setattr(M, "feature_classifier", fake_classifier)
     s = fake_set(4, 16, 0)
 
-    def call(**kw):
+    def call(ctx=None, **kw):
         with pytest.raises(Stop):
-            M.evaluate_generator(FakeHandle(), dataset="cifar10-jpeg", run_dir=tmp_path, train_set=s,
-                                 test_set=s, progress=False, **kw)
+            M.evaluate_generator(FakeHandle(), ctx, dataset="cifar10-jpeg", run_dir=tmp_path, train_set=s,
+                                 test_set=s, progress=False, device="cpu", **kw)
+
+    def ctx(train):
+        cfg = RunConfig(experiment="x", kind="gan", model="dcgan", dataset="cifar10-jpeg", train=train)
+        return SimpleNamespace(config=cfg, run_dir=tmp_path, data_root=None, device="cpu", progress=False)
 
     call()
-    with M.feature_steps_default(60):
-        call()
-        call(feature_steps=7)
-    call()
+    call(ctx({"feature_steps": 60}))
+    call(ctx({"feature_steps": 60}), feature_steps=7)
+    call(ctx({}))
     assert seen == [M.FEATURE_STEPS, 60, 7, M.FEATURE_STEPS]
-    with pytest.raises(ValueError, match="positive whole number"):
-        with M.feature_steps_default(0):
-            pass
 
 
 def test_lpips_absent_is_a_metric_unavailable_not_an_import_error(monkeypatch):

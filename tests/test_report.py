@@ -158,12 +158,12 @@ def test_tables_escape_pipes_and_run_card_names_the_stand_in(tmp_path):
 
 
 def test_a_preview_scores_generators_with_the_short_feature_classifier(monkeypatch, tmp_path):
-    """Params.run lowers the FD-cls classifier's steps for generator runs of a preview, and only there."""
-    from cifar_nb import metrics
+    """A preview's generator configs carry the short FD-cls feature steps (so their hash says so); full
+    budget keeps the protocol's; classifier configs never carry any."""
     seen = []
 
     def fake_run_fn(cfg, **kw):
-        seen.append((cfg.experiment, metrics._FEATURE_STEPS.get()))
+        seen.append((cfg.experiment, cfg.train.get("feature_steps")))
         return fake_run(tmp_path, cfg, {"fd_cls": 1.0})
 
     monkeypatch.setattr(runs, "run", fake_run_fn)
@@ -172,8 +172,8 @@ def test_a_preview_scores_generators_with_the_short_feature_classifier(monkeypat
                                        dataset="cifar10-jpeg", results_dir=tmp_path / str(preview),
                                        device="cpu", data_root=str(tmp_path))
         P.run_all()
-    assert seen == [("C-generator", notebook.PREVIEW_FEATURE_STEPS), ("C-classifier", metrics.FEATURE_STEPS),
-                    ("C-generator", metrics.FEATURE_STEPS), ("C-classifier", metrics.FEATURE_STEPS)]
+    assert seen == [("C-generator", notebook.PREVIEW_FEATURE_STEPS), ("C-classifier", None),
+                    ("C-generator", experiments.FEATURE_STEPS), ("C-classifier", None)]
 
 
 def test_status_table_says_what_ran_per_experiment(tmp_path):

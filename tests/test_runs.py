@@ -203,3 +203,57 @@ def test_commit_is_dirty_for_code_changes_but_not_for_generated_outputs(tmp_path
     assert runs.git_commit(tmp_path) == sha
     (tmp_path / "book/intro.md").write_text("1")     # prose is source, not output
     assert runs.git_commit(tmp_path) == sha + "+dirty"
+
+
+def test_generator_configs_hash_their_feature_steps_and_adopt_older_checkpoints(tmp_path, monkeypatch):
+    from cifar_nb import experiments
+    monkeypatch.setenv("CIFAR_NB_CHECKPOINTS", str(tmp_path / "ckpt"))
+    cfg = experiments.get("C-generator").config
+    assert cfg.train["feature_steps"] == experiments.FEATURE_STEPS
+    assert cfg.replace(train=dict(cfg.train, feature_steps=60)).hash != cfg.hash
+    assert "feature_steps" not in experiments.get("C-classifier").config.train
+    # a checkpoint written under the hash the config had before feature_steps joined it is picked up
+    legacy = cfg.replace(train={k: v for k, v in cfg.train.items() if k != "feature_steps"})
+    old = runs.checkpoint_path(legacy, tmp_path)
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"state")
+    new = runs.checkpoint_path(cfg, tmp_path)
+    assert new != old and new.read_bytes() == b"state" and not old.exists()
+
+
+def test_every_committed_run_is_found_by_its_config_and_full_budget_ones_by_the_registry():
+    """Config hashes are pinned: each committed run folder is named by the hash of the config it holds, and a
+    full-budget run's config is exactly its experiment's recipe (so the code still finds, not retrains, it)."""
+    from pathlib import Path
+    from cifar_nb import experiments
+    files = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/*/config.json"))
+    assert files, "no committed runs under results/"
+    full = 0
+    for f in files:
+        cfg = RunConfig.from_dict(json.loads(f.read_text()))
+        assert cfg.hash == f.parent.name, f"{f}: the config's hash is {cfg.hash}"
+        exp = experiments.REGISTRY.get(cfg.experiment)
+        if exp is not None and cfg.steps == exp.config.steps:
+            assert exp.config.replace(seed=cfg.seed, dataset=cfg.dataset) == cfg, \
+                f"{f} is no longer {cfg.experiment}'s recipe"
+            full += 1
+    assert full >= 4     # A-classifier x3 (on the stand-in) and E-classifier, at least
+
+
+def test_a_generator_run_finished_before_feature_steps_were_hashed_is_adopted_only_if_its_features_match(tmp_path):
+    from cifar_nb import experiments
+    base = experiments.get("C-generator").config
+    legacy = base.replace(steps=60, train={k: v for k, v in base.train.items() if k != "feature_steps"})
+    feat = experiments.FEATURE_CONFIG.replace(dataset=legacy.dataset, steps=60, eval_every=60)
+    runs.atomic_write_json(tmp_path / "fd-cls-features" / feat.hash / "config.json", feat.to_dict())
+    old = runs.run_dir(legacy, tmp_path)
+    runs.atomic_write_json(old / "config.json", legacy.to_dict())
+    runs.atomic_write_json(old / "metrics.json", {"fd_cls": 1.5, "fd_cls_feature_run": feat.hash})
+    # scored with a 60-step feature net: not the run of a config asking for 2,000
+    assert runs.load_complete(legacy.replace(train=dict(legacy.train, feature_steps=2000)), tmp_path) is None
+    assert (old / "metrics.json").exists()
+    cfg = legacy.replace(train=dict(legacy.train, feature_steps=60))
+    res = runs.load_complete(cfg, tmp_path)
+    assert res is not None and res.metrics["fd_cls"] == 1.5 and res.run_dir.name == cfg.hash
+    assert RunConfig.from_dict(json.loads((res.run_dir / "config.json").read_text())) == cfg
+    assert not old.exists() and sorted(p.name for p in res.run_dir.parent.iterdir()) == [cfg.hash]

@@ -11,6 +11,8 @@ Report B's recipe: epsilon-prediction MSE, T = 1000, sigmoid (or linear) betas, 
     clip_x0               False       sample through a clipped x_0 prediction (not in report B; see
                                       models/ddpm_schedule.py for why it matters with sigmoid betas)
     fid_samples           10000       images generated for FD/KID
+    feature_steps         2000        steps of the FD-cls feature network (experiments.FEATURE_STEPS);
+                                      in the config, so in its hash (previews: fewer)
     sample_batch          500         images per sampling batch
     log_every             eval_every // 10
     compile               False       torch.compile the network (CUDA only)
@@ -31,6 +33,7 @@ from types import SimpleNamespace
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..experiments import FEATURE_STEPS
 from ..models import build_for_config
 from ..models.ddpm_schedule import Diffusion
 from ..runs import RunInterrupted, atomic_torch_save
@@ -38,7 +41,7 @@ from .batches import EpochBatches, mix_seed
 from .optim import build_optimizer, build_scheduler
 
 DEFAULTS = dict(beta_schedule="sigmoid", timesteps=1000, ema=None, sample_steps=None, clip_x0=False,
-                fid_samples=10_000, sample_batch=500, log_every=None, compile=False, hflip=0.0)
+                fid_samples=10_000, sample_batch=500, log_every=None, compile=False, hflip=0.0, feature_steps=FEATURE_STEPS)
 
 
 

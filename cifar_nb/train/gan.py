@@ -20,6 +20,8 @@ their own scheduler from cfg.scheduler (report A: StepLR).
                                      (report A: 64)
     interpolation          "slerp"   latent interpolation in the figures: "slerp" (A) or "lerp" (C)
     fid_samples            10000     images generated for FD-cls/KID (and FID where possible)
+    feature_steps          2000      steps of the FD-cls feature network (experiments.FEATURE_STEPS);
+                                     in the config, so in its hash (previews: fewer)
     sample_batch           500       images per sampling batch
     log_every              eval_every // 10
     compile                False     torch.compile G and D (CUDA only)
@@ -39,6 +41,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from ..experiments import FEATURE_STEPS
 from ..models import build_for_config
 from ..runs import RunInterrupted, atomic_torch_save
 from .batches import EpochBatches, mix_seed
@@ -46,7 +49,7 @@ from .optim import build_optimizer, build_scheduler
 
 DEFAULTS = dict(real_label=1.0, fake_label=0.0, soft_labels=0.0, noisy_labels=0.0, instance_noise=0.0,
                 instance_noise_decay=1.0, resize=None, interpolation="slerp", fid_samples=10_000,
-                sample_batch=500, log_every=None, compile=False)
+                sample_batch=500, log_every=None, compile=False, feature_steps=FEATURE_STEPS)
 STATS = ("loss_d", "loss_g", "d_real", "d_fake")
 
 
