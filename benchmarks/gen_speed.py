@@ -28,7 +28,7 @@ import torch
 from cifar_nb import experiments
 from cifar_nb.budget import count_params
 from cifar_nb.data import KNOWN_SHAPES
-from cifar_nb.runs import device_name
+from cifar_nb.artifacts import device_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

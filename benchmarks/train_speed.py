@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from cifar_nb import data, experiments
 from cifar_nb.models import build_for_config
-from cifar_nb.runs import device_name
+from cifar_nb.artifacts import device_name
 from cifar_nb.runtime import Runtime, default_runtime
 from cifar_nb.train.classifier import Loop
 from cifar_nb.train.optim import build_optimizer, build_scheduler

@@ -17,8 +17,9 @@ import math
 import os
 from pathlib import Path
 
-from . import budget, experiments, runs as runs_mod
-from .runs import RunConfig, RunResult
+from . import artifacts, budget, experiments
+from .artifacts import RunResult
+from .config import RunConfig
 
 # Agreement needed for "reproduced", besides 2 sample std of our seeds. Fractions for accuracies.
 TOLERANCE = {"acc": ("abs", 0.02), "loss": ("rel", 0.10), "fid": ("rel", 0.10), "lpips": ("abs", 0.02)}
@@ -153,7 +154,7 @@ def verdict(exp: experiments.Experiment, claim: experiments.Claim, results: list
     if claim.metric == "fid" and not any(r.metrics.get("fid") is not None for r in results):
         return UNMEASURABLE, ("FID not measured here: it needs the Inception weights and the CIFAR-100 test "
                               "set; FD-cls is on another scale and cannot stand in for it")
-    stats = runs_mod.aggregate(results, claim.metric)
+    stats = artifacts.aggregate(results, claim.metric)
     if stats["mean"] is None:
         return UNMEASURABLE, f"our runs do not record {metric_name(claim.metric)}"
     allowed = max(2 * (stats["std"] or 0.0), tolerance(claim.metric, claim.value))
@@ -189,8 +190,8 @@ def runs_on_disk(name: str, results_dir=None) -> list[list[RunResult]]:
         except (ValueError, TypeError, json.JSONDecodeError):
             continue
         try:
-            r = runs_mod.load_complete(cfg, results_dir or default_results_dir())
-        except runs_mod.RunCorrupt as e:     # the book shows what it can trust and says what it skipped
+            r = artifacts.load_complete(cfg, results_dir or default_results_dir())
+        except artifacts.RunCorrupt as e:     # the book shows what it can trust and says what it skipped
             import warnings
             warnings.warn(str(e))
             continue
@@ -222,7 +223,7 @@ def leaderboard_rows(results_dir=None) -> list[dict]:
             v, why = verdict(exp, claim, rs)
         if broken:
             v, why = BREAKS_RULES, broken + (f"; {claim.metric}: {v}, {why}" if claim else "")
-        st = runs_mod.aggregate(rs, claim.metric) if claim else {"mean": None, "std": None, "n": 0}
+        st = artifacts.aggregate(rs, claim.metric) if claim else {"mean": None, "std": None, "n": 0}
         rows.append(dict(
             experiment=n, report=exp.report, kind=exp.kind, title=exp.title,
             params=n_params(n, rs) if rs else None, claimed_params=exp.claimed_params,

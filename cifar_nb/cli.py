@@ -127,7 +127,7 @@ def _claim_value(c: dict) -> str:
 
 
 def cmd_run(args) -> int:
-    from . import experiments, runs
+    from . import artifacts, experiments, runs
     from .budget import BudgetError
     from .data import DataError
     try:
@@ -150,7 +150,7 @@ def cmd_run(args) -> int:
         try:
             res = runs.run(cfg.replace(seed=seed), device=device, data_root=args.data_root,
                            results_dir=args.results_dir, force=args.force, time_limit_s=args.time_limit)
-        except (BudgetError, DataError, runs.RunCorrupt) as e:
+        except (BudgetError, DataError, artifacts.RunCorrupt) as e:
             raise SystemExit(f"error: {e}")
         except runs.RunInterrupted as e:
             print(f"stopped early, checkpoint saved: {e}. Run the same command again to resume.")

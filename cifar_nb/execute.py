@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.output_dir) if args.output_dir else root() / "book"
     failed_dir = root() / "_build" / "failed"
 
-    from .runs import git_commit
+    from .artifacts import git_commit
     if git_commit().endswith("+dirty"):
         print("warning: the code has uncommitted changes, so every run card of this execution will say "
               "'+dirty'. Commit first, then execute, then commit the executed notebooks.", file=sys.stderr)

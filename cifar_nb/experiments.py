@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import budget
-from .runs import RunConfig
+from .config import RunConfig
 
 REPORT_FILES = {
     "A": "000_6811a92de80c26e6.txt",
@@ -122,6 +122,13 @@ FEATURE_CONFIG = RunConfig(
     augment={"crop": 4, "pad_mode": "reflect", "hflip": 0.5}, eval_every=500,
 )
 GENERATOR_KINDS = ("gan", "diffusion")
+
+
+def feature_config(dataset: str, steps: int = FEATURE_STEPS) -> RunConfig:
+    """The FD-cls feature run for a generator on `dataset` whose config asks for `steps` feature steps."""
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps > 0):
+        raise ValueError(f"feature steps must be a positive whole number, got {steps!r}")
+    return FEATURE_CONFIG.replace(dataset=dataset, steps=steps, eval_every=min(FEATURE_CONFIG.eval_every, steps))
 
 
 def register(exp: Experiment) -> Experiment:

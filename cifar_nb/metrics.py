@@ -9,7 +9,7 @@ Scores, and when each one is computed:
   fid=None with that reason.
 * FD-cls + KID: always computed, offline-safe. The same Fréchet distance (and torch-fidelity's KID),
   but in the penultimate features of a small classifier this project trains on the generator's own
-  dataset (report C's DenseNet, `feature_classifier`). It is a different number from FID and is never
+  dataset (report C's DenseNet, `load_feature_net`; trained as a run of its own by cifar_nb.runs). It is a different number from FID and is never
   called FID; it compares runs of this book with each other, not with the reports.
 * Nearest training neighbours in pixel space (always) and in LPIPS-AlexNet distance (report A's
   "LPIPS 0.146", where torchvision's AlexNet weights are in the torch hub cache).
@@ -34,8 +34,7 @@ import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from .experiments import FEATURE_CONFIG, FEATURE_STEPS
-from .runs import atomic_write_bytes
+from .artifacts import atomic_write_bytes
 from .sampling import GeneratorHandle, generate, interpolation_grid, resize_uint8
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"   # what torch-fidelity downloads
@@ -170,14 +169,13 @@ def fd_cls(gen: torch.Tensor, ref: torch.Tensor, fnet: FeatureNet, device="cpu",
             "fd_cls_samples": len(gen)}
 
 
-def feature_classifier(dataset: str, data_root=None, device="cpu", results_dir=None, steps: int = FEATURE_STEPS,
-                       progress: bool = True) -> FeatureNet:
-    """The FD-cls feature network for `dataset`: trained once by runs.run (reused when its artifacts
-    exist, like every run), then loaded from <run_dir>/weights.pt."""
-    from . import augment, data, runs
+def load_feature_net(res, data_root=None, device="cpu") -> FeatureNet:
+    """The FD-cls feature network of a finished feature run (`res`, a RunResult of experiments.feature_config):
+    its final weights from <run_dir>/weights.pt, normalised as it was trained. runs.feature_net_for trains or
+    reuses that run; this only loads it."""
+    from . import augment, data
     from .models import build_for_config
-    cfg = FEATURE_CONFIG.replace(dataset=dataset, steps=steps, eval_every=min(FEATURE_CONFIG.eval_every, steps))
-    res = runs.run(cfg, device=device, data_root=data_root, results_dir=results_dir, progress=progress)
+    cfg, dataset, steps = res.config, res.config.dataset, res.config.steps
     weights = res.run_dir / "weights.pt"
     if not weights.exists():
         raise FileNotFoundError(f"{weights} is missing: the classifier trainer should save its final weights "
@@ -349,8 +347,7 @@ def nearest_neighbours(queries: torch.Tensor, train: torch.Tensor, k: int = 1, m
 
 def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None = None, run_dir=None,
                        data_root=None, device=None, seed: int | None = None, progress: bool | None = None,
-                       n_samples: int = 10_000, results_dir=None, feature_steps: int | None = None,
-                       feature_net: FeatureNet | None = None, inception_weights=None,
+                       n_samples: int = 10_000, feature_net: FeatureNet | None = None, inception_weights=None,
                        interpolation: str = "slerp", nn_samples: int = 1000, lpips: bool = True,
                        batch_size: int = 500, n_grid: int = 64, train_set=None, test_set=None,
                        strict: bool = False) -> dict:
@@ -369,9 +366,9 @@ def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None
         scores = evaluate_generator(handle, ctx, n_samples=10_000, interpolation="slerp")
         return dict(final_metrics, **scores)
 
-    The FD-cls classifier is trained on first use (`feature_steps` steps: by default the run's
-    train["feature_steps"], else the protocol's FEATURE_STEPS; under `results_dir`, which defaults to the
-    results root holding run_dir) and reused after; `feature_net` replaces it (tests).
+    FD-cls is measured in `feature_net`, by default the RunContext's: cifar_nb.runs.run trains or reuses the
+    feature run of the config's train["feature_steps"] before training the generator, and hands it in. Scoring
+    never starts a run of its own.
     `train_set` / `test_set` are pre-loaded splits (data.ImageSet-like: .images uint8, .info); by
     default they are loaded with cifar_nb.data.
     """
@@ -398,10 +395,11 @@ def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None
     info = test_set.info
     size = int(test_set.images.shape[-1])
     if feature_net is None:
-        if feature_steps is None:
-            feature_steps = ctx.config.train.get("feature_steps", FEATURE_STEPS) if ctx is not None else FEATURE_STEPS
-        feature_net = feature_classifier(dataset, data_root, device, results_dir or run_dir.parent.parent,
-                                         feature_steps, progress)
+        feature_net = getattr(ctx, "feature_net", None)
+    if feature_net is None:
+        raise ValueError("evaluate_generator needs the FD-cls feature network: cifar_nb.runs.run hands it to a "
+                         "generator run's RunContext; elsewhere pass feature_net=metrics.load_feature_net("
+                         "runs.run(experiments.feature_config(dataset, steps)))")
 
     s = generate(handle, n_samples, seed=seed, batch_size=batch_size, progress=progress)
     images = torch.cat([resize_uint8(s.images[i:i + batch_size].to(device), size).cpu()

@@ -17,9 +17,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import budget, experiments, runs as runs_mod
+from . import artifacts, budget, experiments, runs as runs_mod
 from .audit import best_group, dataset_label, dataset_note, default_results_dir, n_params, project_root
-from .runs import RunConfig, RunResult
+from .artifacts import RunResult
+from .config import RunConfig
 
 # tqdm.auto falls back to the text bar without ipywidgets, warning with this venv's absolute path,
 # which would otherwise land in every executed notebook.
@@ -109,7 +110,7 @@ class Params:
     def missing(self) -> list[RunConfig]:
         """Runs that are not finished in results/ and so need training."""
         return [c for n in self.experiments for c in self.configs(n)
-                if runs_mod.load_complete(c, self.results_dir) is None]
+                if artifacts.load_complete(c, self.results_dir) is None]
 
 
 def validate_parameters(experiment_names, *, device="auto", dataset=None, data_root=None, steps=None,
@@ -369,7 +370,7 @@ def run_card(P: Params, results: dict[str, list[RunResult]], final: bool = False
     trained_on = sorted({f"{e.get('device', '?')} — {e.get('device_name', '?')}" for e in envs})
     rows.append(("Runs trained on", "; ".join(trained_on) or "—"))
     import torch
-    here = runs_mod.device_name(P.device)
+    here = artifacts.device_name(P.device)
     rows.append(("This notebook executed on", f"{P.device} — {here}"))
     for n, rs in results.items():       # one row per experiment: steps and parameters against the budget
         exp = experiments.get(n)
@@ -388,7 +389,7 @@ def run_card(P: Params, results: dict[str, list[RunResult]], final: bool = False
                  + f" ({n_seeds} run{'s' if n_seeds != 1 else ''} per experiment)"))
     commits = sorted({e.get("git_commit", "unknown") for e in envs})
     rows.append(("Code (git commit)", f"runs: {', '.join(commits) or '—'}; this execution: "
-                                      f"{runs_mod.git_commit()}"))
+                                      f"{artifacts.git_commit()}"))
     torches = sorted({e.get("torch", "?") for e in envs})
     rows.append(("torch", f"runs: {', '.join(torches) or '—'}; this execution: {torch.__version__}"))
     train_s = sum(float(e.get("wall_time_s") or 0) for e in envs)
@@ -466,7 +467,7 @@ def summary_card(P: Params) -> HTML:
         ("Trained on", "; ".join(sorted({f"{e.get('device', '?')} — {e.get('device_name', '?')}"
                                          for e in envs})) or "—"),
         ("Code (git commit)", f"runs: {', '.join(sorted({e.get('git_commit', '?') for e in envs})) or '—'}; "
-                              f"this execution: {runs_mod.git_commit()}"),
+                              f"this execution: {artifacts.git_commit()}"),
         ("torch", f"runs: {', '.join(sorted({e.get('torch', '?') for e in envs})) or '—'}; "
                   f"this execution: {torch.__version__}"),
         ("Wall time", f"training {_dur(sum(float(e.get('wall_time_s') or 0) for e in envs))} in all; "

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .runs import atomic_write_bytes
+from .artifacts import atomic_write_bytes
 
 
 def _as_uint8(images) -> torch.Tensor:

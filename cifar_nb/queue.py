@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from . import experiments, runs
+from . import artifacts, experiments, runs
+from .config import RunConfig
 from .data import DataError, cache_dir
 
 SEEDS = (0, 1, 2)
@@ -73,7 +74,7 @@ class Entry:
     priority: int
     cpu_plan: bool
     hold: str | None
-    config: runs.RunConfig
+    config: RunConfig
     dataset_note: str = ""
     state: str = "pending"              # done | running | checkpointed | pending | held | corrupt
     step: int = 0
@@ -155,7 +156,7 @@ def _base_experiment(name: str) -> str:
     return name
 
 
-def estimate(cfg: runs.RunConfig, speeds: dict[str, float], h200: dict[str, float] | None = None
+def estimate(cfg: RunConfig, speeds: dict[str, float], h200: dict[str, float] | None = None
              ) -> tuple[float | None, float]:
     """(CPU seconds, H200 seconds) for a whole run of `cfg`. The H200 figure is measured where a lease has
     brought back a speed for the experiment (or the one it shares a network with), else the speed model's."""
@@ -222,7 +223,7 @@ def plan(data_root=None, results_dir=None) -> list[Entry]:
 
 
 def _fill_state(e: Entry, results_dir) -> None:
-    d = runs.run_dir(e.config, results_dir)
+    d = artifacts.run_dir(e.config, results_dir)
     e.run_dir = str(d)
     if e.experiment.startswith("D-search"):
         done = sorted(d.parent.glob("search-*/summary.json"))
@@ -230,8 +231,8 @@ def _fill_state(e: Entry, results_dir) -> None:
         e.state = "done" if full else "held"
         return
     try:
-        done = runs.load_complete(e.config, results_dir)
-    except runs.RunCorrupt as err:
+        done = artifacts.load_complete(e.config, results_dir)
+    except artifacts.RunCorrupt as err:
         e.state, e.hold = "corrupt", str(err)
         return
     if done is not None:
@@ -239,7 +240,7 @@ def _fill_state(e: Entry, results_dir) -> None:
         e.device = done.env.get("device_name")
         e.wall_time_s = done.metrics.get("wall_time_s")
         return
-    ck = runs.checkpoint_path(e.config, results_dir)
+    ck = artifacts.checkpoint_path(e.config, results_dir)
     pid = _Lock(e.key).holder()
     if pid:
         e.state, e.device = "running", f"worker pid {pid}"
@@ -405,7 +406,7 @@ def _work(device, deadline, only, data_root, results_dir, margin_s, progress_int
                 if err.signalled:
                     stop["signal"] = err.signalled
                 break
-            except runs.RunCorrupt as err:
+            except artifacts.RunCorrupt as err:
                 log(f"skipped: {err}")
                 continue
             done += 1

@@ -16,14 +16,14 @@ import inspect
 import json
 from pathlib import Path
 
-from . import budget, experiments, runs as runs_mod
+from . import artifacts, budget, experiments
 from .audit import (KID_SCALE_NOTE, UNMEASURABLE, VERDICTS, best_group, dataset_label,
                     fmt, fmt_int, fmt_kid, leaderboard_rows, metric_family, metric_name, n_params,
                     rules_broken, verdict)
 # what a notebook calls besides the tables below
 from .notebook import (Markdown, Params, Table, finish, show_figure, show_run_card,  # noqa: F401
                        summary_card, validate_parameters)
-from .runs import RunResult
+from .artifacts import RunResult
 
 KID_COLUMN = "KID ours (raw, substitute features, not ×10³)"
 
@@ -98,7 +98,7 @@ def claims_table(P: Params, results: dict[str, list[RunResult]], metrics: list[s
         for c in exp.claims:
             if metrics and c.metric not in metrics:
                 continue
-            st = runs_mod.aggregate(rs, c.metric)
+            st = artifacts.aggregate(rs, c.metric)
             ours = fmt(c.metric, st["mean"], st["std"]) if st["mean"] is not None else "not measured here"
             v, why = verdict(exp, c, rs, P.data_root)
             rows.append([n, metric_name(c.metric), fmt(c.metric, c.value, c.std), f"{ours} (n={st['n']})",
@@ -113,7 +113,7 @@ def ours_table(results: dict[str, list[RunResult]], keys: list[str]) -> Table:
     for n, rs in results.items():
         row = [n]
         for k in keys:
-            st = runs_mod.aggregate(rs, k)
+            st = artifacts.aggregate(rs, k)
             row.append(fmt(k, st["mean"], st["std"]) if st["mean"] is not None else "—")
         rows.append(row + [str(len(rs))])
     return Table(["experiment"] + [metric_name(k) for k in keys] + ["seeds"], rows)
@@ -133,13 +133,13 @@ def generator_table(P: Params, results: dict[str, list[RunResult]]) -> Table:
     for n, rs in results.items():
         exp = experiments.get(n)
         fid_claim = next((c for c in exp.claims if c.metric == "fid"), None)
-        fid = runs_mod.aggregate(rs, "fid")
+        fid = artifacts.aggregate(rs, "fid")
         fid_ours = fmt("fid", fid["mean"], fid["std"]) if fid["mean"] is not None else "not measured here"
-        fd = runs_mod.aggregate(rs, "fd_cls")
-        kid = runs_mod.aggregate(rs, "kid_mean")
+        fd = artifacts.aggregate(rs, "fd_cls")
+        kid = artifacts.aggregate(rs, "kid_mean")
         rows.append([n, fmt("fid", fid_claim.value) if fid_claim else "—", fid_ours,
                      fmt("fd_cls", fd["mean"], fd["std"]), fmt_kid(kid["mean"], kid["std"]), str(len(rs))])
-    unmeasured = [n for n, rs in results.items() if runs_mod.aggregate(rs, "fid")["mean"] is None]
+    unmeasured = [n for n, rs in results.items() if artifacts.aggregate(rs, "fid")["mean"] is None]
     caption = ("Generators: mean ± sample std (ddof=1) over seeds. " + KID_SCALE_NOTE)
     if unmeasured:
         caption += (" FID needs the CIFAR-100 test set and torch-fidelity's Inception weights; where both "
@@ -183,7 +183,7 @@ def claim_rows(P: Params, results: dict[str, list[RunResult]], family: str = "ac
         for c in experiments.get(n).claims:
             if metric_family(c.metric) != family:
                 continue
-            st = runs_mod.aggregate(rs, c.metric)
+            st = artifacts.aggregate(rs, c.metric)
             mul = lambda v: None if v is None else v * scale
             exp = experiments.get(n)
             ours_ds = rs[0].config.dataset if rs else None
@@ -222,7 +222,7 @@ def loss_ordering(results: list[RunResult]) -> Markdown:
     ordering a report explains by regularisation (test below train) shows in training mode and in eval mode."""
     if not results:
         return Markdown("No finished runs yet, so nothing to compare.")
-    mean = {k: runs_mod.aggregate(results, k)["mean"] for k in ("stream_loss", "train_loss", "test_loss")}
+    mean = {k: artifacts.aggregate(results, k)["mean"] for k in ("stream_loss", "train_loss", "test_loss")}
     if None in mean.values():
         return Markdown("These runs do not record all three losses, so nothing to compare.")
     n = len(results)
@@ -243,7 +243,7 @@ def all_claims(results_dir=None) -> Table:
     for n, exp in experiments.REGISTRY.items():
         rs = best_group(n, results_dir)
         for c in exp.claims:
-            st = runs_mod.aggregate(rs, c.metric)
+            st = artifacts.aggregate(rs, c.metric)
             v, why = verdict(exp, c, rs)
             ours = fmt(c.metric, st["mean"], st["std"]) + f" (n={st['n']})" if st["mean"] is not None else "—"
             rows.append([n, metric_name(c.metric), fmt(c.metric, c.value, c.std), ours, f"**{v}**: {why}",
@@ -258,7 +258,7 @@ def ablation_table(P: Params, results: dict[str, list[RunResult]], names: list[s
         exp, rs = experiments.get(n), results.get(n, [])
         cells = []
         for c in exp.claims:
-            st = runs_mod.aggregate(rs, c.metric)
+            st = artifacts.aggregate(rs, c.metric)
             ours = fmt(c.metric, st["mean"], st["std"]) if st["mean"] is not None else "—"
             cells.append(f"{fmt(c.metric, c.value, c.std)} / {ours} (**{verdict(exp, c, rs, P.data_root)[0]}**)")
         change = exp.title.split(": ", 1)[-1]

@@ -60,9 +60,9 @@ from pathlib import Path
 import optuna
 import torch
 
-from . import budget, runs
+from . import artifacts, budget, runs
 from .models.search_cnn import FAMILIES, KERNEL_SIZES, fit_width, param_count
-from .runs import RunConfig
+from .config import RunConfig
 
 # Report D, §II-§V.
 REPORT_D = dict(n_trials=60, parallel=16, trial_epochs=30, train_size=40_000, val_size=10_000,
@@ -195,7 +195,7 @@ def _shape(dataset: str, data_root) -> dict:
 
 def _history_so_far(cfg, results_dir) -> list[dict]:
     """The evaluation rows of a run stopped at a rung: they travel in its checkpoint."""
-    state = torch.load(runs.checkpoint_path(cfg, results_dir), map_location="cpu", weights_only=False)
+    state = torch.load(artifacts.checkpoint_path(cfg, results_dir), map_location="cpu", weights_only=False)
     return list(state.get("history", []))
 
 
@@ -223,7 +223,7 @@ def make_objective(plan: Plan, device, data_root, results_dir, progress: bool = 
                     reported.add(int(row["step"]))
             if stop < cfg.steps and trial.should_prune():
                 # a pruned trial is never resumed: drop its checkpoint (large at full width)
-                runs.checkpoint_path(cfg, results_dir).unlink(missing_ok=True)
+                artifacts.checkpoint_path(cfg, results_dir).unlink(missing_ok=True)
                 raise optuna.TrialPruned(f"pruned at step {stop}")
         # a finished trial's weights are not used again either (the top 3 are retrained from scratch)
         (res.run_dir / "weights.pt").unlink(missing_ok=True)
@@ -236,7 +236,7 @@ def make_objective(plan: Plan, device, data_root, results_dir, progress: bool = 
 # the study
 
 def search_dir(plan: Plan, results_dir=None) -> Path:
-    return Path(results_dir or runs.DEFAULT_RESULTS) / plan.experiment / f"search-{plan.study_name}"
+    return Path(results_dir or artifacts.results_root()) / plan.experiment / f"search-{plan.study_name}"
 
 
 def _storage(url: str | None, plan: Plan, results_dir) -> optuna.storages.BaseStorage:
@@ -339,8 +339,8 @@ def trials_table(study: optuna.Study) -> list[dict]:
 def write_trials(study: optuna.Study, out: Path) -> None:
     rows = trials_table(study)
     if rows:
-        runs.write_history_csv(out / "trials.csv", rows)
-    runs.atomic_write_json(out / "trials.json", rows)
+        artifacts.write_history_csv(out / "trials.csv", rows)
+    artifacts.atomic_write_json(out / "trials.json", rows)
 
 
 def top_trials(study: optuna.Study, k: int = 3) -> list[optuna.trial.FrozenTrial]:
@@ -374,8 +374,8 @@ class Retrained:
         return dict(rank=self.rank, trial=self.trial.number, family=self.trial.params["family"],
                     optimizer=self.trial.params["optimizer"], val_acc=self.trial.value, params=m["params"],
                     steps=m["steps"], out_of_budget=bool(m.get("out_of_budget")),
-                    test_acc=runs.aggregate(self.results, "test_acc"),
-                    train_acc=runs.aggregate(self.results, "train_acc"),
+                    test_acc=artifacts.aggregate(self.results, "test_acc"),
+                    train_acc=artifacts.aggregate(self.results, "train_acc"),
                     runs=[_relative(r.run_dir, results_dir) for r in self.results])
 
 
@@ -431,7 +431,7 @@ def figures(study: optuna.Study, out: Path, mark: str = "") -> dict[str, Path]:
             fig = ax.figure
             fig.set_size_inches(7, 3.6)
             fig.tight_layout()
-            runs.atomic_write_bytes(out / f"{name}.png", _png(fig))
+            artifacts.atomic_write_bytes(out / f"{name}.png", _png(fig))
             plt.close(fig)
         paths[name] = out / f"{name}.png"
     return paths
@@ -509,7 +509,7 @@ def run_all(plan: Plan, seeds=(0,), device="cpu", data_root=None, results_dir=No
     retrained = retrain_top(plan, study, seeds, device, data_root, results_dir, progress) if retrain else []
     res = SearchResult(plan, study, retrained, search_dir(plan, results_dir))
     res.figures = figures(study, res.dir, res.mark)
-    runs.atomic_write_json(res.dir / "summary.json", res.summary())
+    artifacts.atomic_write_json(res.dir / "summary.json", res.summary())
     return res
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import experiments
 from .audit import best_group, dataset_label, leaderboard_rows
-from .runs import atomic_write_text
+from .artifacts import atomic_write_text
 
 PLANNED_SEEDS = 3
 
@@ -77,8 +77,8 @@ def status_sentence(results_dir=None) -> str:
 def fd_cls_protocol() -> str:
     """The methods page's FD-cls/KID paragraph, its numbers read from the protocol's own config so the prose
     cannot drift from what evaluate_generator does."""
-    from . import metrics   # torch-fidelity is heavy; only this paragraph needs it
-    cfg = metrics.FEATURE_CONFIG
+    from . import experiments, metrics   # torch-fidelity is heavy; only this paragraph needs it
+    cfg = experiments.FEATURE_CONFIG
     opt, aug = cfg.optimizer, cfg.augment
     return (f"**FD-cls** is the same Fréchet distance in the penultimate features of a small classifier trained by "
             f"this project on the generator's own dataset (report C's `{cfg.model}` at its default size, "

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from cifar_nb import data, experiments, runs
+from cifar_nb import artifacts, data, experiments, runs
 from cifar_nb.budget import BudgetError, count_params
 from cifar_nb.models import build_for_config, create_model
 from cifar_nb.runtime import Runtime
@@ -159,12 +159,12 @@ def test_interrupted_and_resumed_equals_uninterrupted(name, stop, synthetic, tmp
     whole = go(cfg, tmp_path / "whole")
     with pytest.raises(runs.RunInterrupted):
         go(cfg, tmp_path / "cut", stop_at_step=stop)
-    d = runs.run_dir(cfg, tmp_path / "cut")
-    assert runs.checkpoint_path(cfg, tmp_path / "cut").exists() and not (d / "metrics.json").exists()
+    d = artifacts.run_dir(cfg, tmp_path / "cut")
+    assert artifacts.checkpoint_path(cfg, tmp_path / "cut").exists() and not (d / "metrics.json").exists()
     resumed = go(cfg, tmp_path / "cut")
     assert same(resumed.metrics, whole.metrics)
     assert resumed.history == whole.history
-    assert not runs.checkpoint_path(cfg, tmp_path / "cut").exists()
+    assert not artifacts.checkpoint_path(cfg, tmp_path / "cut").exists()
 
 
 @pytest.mark.parametrize("change", [dict(steps=10_001), dict(model_args={"init_channels": 64})])

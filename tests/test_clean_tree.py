@@ -93,7 +93,7 @@ def test_report_d_summary_is_the_same_bytes_in_any_clone(experiment, tmp_path):
     """Rebuild the committed summary.json of report D's search from a copy of results/ at another absolute path,
     as re-executing the notebook does: the bytes must be the committed ones (no machine path in them)."""
     optuna = pytest.importorskip("optuna")
-    from cifar_nb import runs, search
+    from cifar_nb import artifacts, runs, search
     p = _book_parameters()
     if p.get("preview"):
         plan = search.preview_plan(experiment, p.get("dataset"), retrain_steps=p.get("steps") or 60,
@@ -114,11 +114,11 @@ def test_report_d_summary_is_the_same_bytes_in_any_clone(experiment, tmp_path):
     retrained = []
     for rank, t in enumerate(search.top_trials(study, plan.top_k), start=1):
         cfg = search.retrain_config(plan, t)
-        found = [runs.load_complete(cfg.replace(seed=s), results) for s in seeds]
+        found = [artifacts.load_complete(cfg.replace(seed=s), results) for s in seeds]
         assert all(found), f"a retrained run of trial {t.number} is not committed under results/{experiment}"
         retrained.append(search.Retrained(rank, t, found))
     res = search.SearchResult(plan, study, retrained, d)
-    runs.atomic_write_json(d / "summary.json", res.summary())          # what run_all writes
+    artifacts.atomic_write_json(d / "summary.json", res.summary())          # what run_all writes
     written = (d / "summary.json").read_text()
     assert all(not Path(r).is_absolute() and r.startswith(f"{experiment}/")
                for t in json.loads(written)["top"] for r in t["runs"])

@@ -13,7 +13,8 @@ from cifar_nb import runs
 from cifar_nb.budget import count_params
 from cifar_nb.models import create_model
 from cifar_nb.models.ddpm_schedule import Diffusion, make_betas, respaced
-from cifar_nb.runs import RunConfig, RunInterrupted
+from cifar_nb.config import RunConfig
+from cifar_nb.runs import RunInterrupted
 from cifar_nb.train import diffusion as trainer
 
 TINY = dict(channels=[8, 16, 16], depth=1)
@@ -145,6 +146,7 @@ def fake_eval(monkeypatch):
         imgs = handle.decode(handle.sample_latents(n_samples, torch.Generator().manual_seed(0)), None, seed=0)
         return {"sample_min": imgs.min().item(), "sample_max": imgs.max().item(), "sample_mean": imgs.mean().item()}
     monkeypatch.setattr(trainer, "evaluate", evaluate)
+    monkeypatch.setattr(runs, "feature_net_for", lambda *a, **k: None)   # no feature run to train
 
 
 @pytest.fixture
@@ -159,7 +161,7 @@ def stub_features(monkeypatch, tmp_path):
                               torch.nn.Flatten(), torch.nn.Linear(8, 10))
     fnet = metrics.FeatureNet(net, lambda x: x.float() / 127.5 - 1, 32, name="fd-cls-ddpm-test",
                               description="a fixed random conv net (test stub)", run_hash="stub")
-    monkeypatch.setattr(metrics, "feature_classifier", lambda *a, **k: fnet)
+    monkeypatch.setattr(runs, "feature_net_for", lambda *a, **k: fnet)
 
 
 def tiny_cfg(**kw):

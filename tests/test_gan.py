@@ -10,7 +10,8 @@ from cifar_nb import experiments, runs
 from cifar_nb.budget import GENERATOR, count_params
 from cifar_nb.models import build_for_config, create_model
 from cifar_nb.models.dcgan import DCGAN, REPORT_ARGS, ladder
-from cifar_nb.runs import RunConfig, RunInterrupted
+from cifar_nb.config import RunConfig
+from cifar_nb.runs import RunInterrupted
 from cifar_nb.train import gan as trainer
 
 OURS = {"A": 998_170, "C": 595_840, "E": 937_464}
@@ -154,6 +155,7 @@ def fake_eval(monkeypatch):
                 "sample_mean": imgs.mean().item(), "sample_shape": list(imgs.shape),
                 "score_min": s.min().item(), "score_max": s.max().item(), "interp": interpolation}
     monkeypatch.setattr(trainer, "evaluate", evaluate)
+    monkeypatch.setattr(runs, "feature_net_for", lambda *a, **k: None)   # no feature run to train
 
 
 E_TRICKS = {"soft_labels": 0.1, "noisy_labels": 0.1, "instance_noise": 0.25, "instance_noise_decay": 0.9,
@@ -228,7 +230,7 @@ def test_smoke_run_with_real_evaluation(tiny_data, tmp_path, monkeypatch):
                               torch.nn.Flatten(), torch.nn.Linear(8, 10))
     fnet = metrics.FeatureNet(net, lambda x: x.float() / 127.5 - 1, 32, name="fd-cls-gan-test",
                               description="a fixed random conv net (test stub)", run_hash="stub")
-    monkeypatch.setattr(metrics, "feature_classifier", lambda *a, **k: fnet)
+    monkeypatch.setattr(runs, "feature_net_for", lambda *a, **k: fnet)
     cfg = tiny_cfg(model_args={"latent_dim": 16, "widths": [32, 16, 8, 8], "image_size": 64},
                    train={**E_TRICKS, "resize": 64, "fid_samples": 16})
     res = runs.run(cfg, results_dir=tmp_path / "r", progress=False)

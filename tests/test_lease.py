@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cifar_nb import lease, queue, runs
+from cifar_nb import artifacts, lease, queue, runs
 from cifar_nb.train import classifier
+from cifar_nb.config import RunConfig
 from test_classifiers import same, synthetic  # noqa: F401  (synthetic is a fixture)
 from test_queue import _tiny_plan
 
@@ -120,13 +121,13 @@ def test_the_whole_lease_cycle_ends_with_the_metrics_of_uninterrupted_runs(synth
     bench = tmp_path / "h200-speed.json"
     rep = lease.unpack(out, results_dir=here, bench=bench, data_root=droot)
     assert rep["merged"] == [f"A-classifier/{cfgs[0].hash}"] and not rep["refused"] and not rep["conflicts"]
-    assert not runs.checkpoint_path(cfgs[0], here).exists()      # the stale local checkpoint went
+    assert not artifacts.checkpoint_path(cfgs[0], here).exists()      # the stale local checkpoint went
     assert states(here, droot) == [("done", 12), ("checkpointed", 5)]
     table = json.loads(bench.read_text())
     assert len(table["experiments"]["A-classifier"]["measurements"]) == 2
     kill_at(monkeypatch, seed=None)
     assert queue.work(CPU, None, None, data_root=droot, results_dir=here) == 0
-    final = [runs.load_complete(c, here) for c in cfgs]
+    final = [artifacts.load_complete(c, here) for c in cfgs]
     for a, b in zip(final, whole):
         assert same(a.metrics, b.metrics) and a.history == b.history
 
@@ -168,7 +169,7 @@ def _tar(path: Path, files: dict[str, bytes]) -> None:
 
 def test_unpack_refuses_a_run_whose_config_hash_is_not_its_name_and_unsafe_archives(tmp_path, monkeypatch):
     machine(monkeypatch, tmp_path / "here")
-    cfg = runs.RunConfig("A-classifier", "classifier", "resnet_bottleneck", steps=4)
+    cfg = RunConfig("A-classifier", "classifier", "resnet_bottleneck", steps=4)
     config = json.dumps(cfg.to_dict()).encode()
     metrics = b'{"test_acc": 0.5}'
     back = tmp_path / "back"
@@ -190,16 +191,16 @@ def test_unpack_refuses_a_run_whose_config_hash_is_not_its_name_and_unsafe_archi
     # a complete folder that differs is never overwritten
     _tar(back / "results.tar.gz", {f"A-classifier/{cfg.hash}/config.json": config,
                                    f"A-classifier/{cfg.hash}/metrics.json": metrics})
-    mine = runs.run_dir(cfg, results)
-    runs.atomic_write_json(mine / "config.json", cfg.to_dict())
-    runs.atomic_write_json(mine / "metrics.json", {"test_acc": 0.25})
+    mine = artifacts.run_dir(cfg, results)
+    artifacts.atomic_write_json(mine / "config.json", cfg.to_dict())
+    artifacts.atomic_write_json(mine / "metrics.json", {"test_acc": 0.25})
     rep = lease.unpack(back, results_dir=results, bench=tmp_path / "bench.json", show_plan=False)
     assert rep["conflicts"] and json.loads((mine / "metrics.json").read_text()) == {"test_acc": 0.25}
     assert Path(rep["conflicts"][0]["kept_in"], "metrics.json").read_bytes() == metrics
 
 
 def test_export_bundles_checkpoints_beyond_eight_files_and_drops_what_does_not_fit(tmp_path, monkeypatch):
-    cfg = runs.RunConfig("A-classifier", "classifier", "resnet_bottleneck", steps=4)
+    cfg = RunConfig("A-classifier", "classifier", "resnet_bottleneck", steps=4)
 
     def checkpoints():
         out = []
@@ -233,11 +234,11 @@ def test_export_splits_results_over_several_files_and_unpack_joins_them(tmp_path
     machine(monkeypatch, tmp_path / "gpu")
     droot = fake_data_root(tmp_path / "data")
     gpu = tmp_path / "gpu" / "results"
-    cfgs = [runs.RunConfig("A-classifier", "classifier", "resnet_bottleneck", steps=4, seed=s) for s in range(3)]
+    cfgs = [RunConfig("A-classifier", "classifier", "resnet_bottleneck", steps=4, seed=s) for s in range(3)]
     for c in cfgs:
-        d = runs.run_dir(c, gpu)
-        runs.atomic_write_json(d / "config.json", c.to_dict())
-        runs.atomic_write_json(d / "metrics.json", {"test_acc": 0.5, "steps": 4, "wall_time_s": 2.0})
+        d = artifacts.run_dir(c, gpu)
+        artifacts.atomic_write_json(d / "config.json", c.to_dict())
+        artifacts.atomic_write_json(d / "metrics.json", {"test_acc": 0.5, "steps": 4, "wall_time_s": 2.0})
         (d / "samples.npz").write_bytes(os.urandom(20_000))
         (d / "generator.pt").write_bytes(os.urandom(30_000))      # git-ignored: comes back only if room is left
     monkeypatch.setattr(lease.onsite, "OUT_FILE_LIMIT", 60_000)

@@ -284,7 +284,7 @@ def test_evaluate_generator_end_to_end(tmp_path, offline_hub):
 
 
 # ---------------------------------------------------------------------------------------------
-# the real FD-cls feature classifier: trained through runs.run, reused, loaded from weights.pt
+# the real FD-cls feature classifier: trained by the orchestrator as a run of its own, reused, loaded
 
 @pytest.mark.slow
 def test_feature_classifier_trains_once_and_loads(tmp_path, monkeypatch):
@@ -301,47 +301,29 @@ def test_feature_classifier_trains_once_and_loads(tmp_path, monkeypatch):
                 px = np.clip(g.normal(60 * c + 40, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(px).save(d / f"{i}.png")
     ds = f"imagefolder:{tmp_path / 'tiny'}"
-    fnet = M.feature_classifier(ds, data_root=tmp_path, results_dir=tmp_path / "results", steps=3, progress=False)
+    from cifar_nb import experiments, runs
+    from cifar_nb.config import RunConfig
+    gen = RunConfig(experiment="g", kind="gan", model="dcgan", dataset=ds, train={"feature_steps": 3})
+    fnet = runs.feature_net_for(gen, data_root=tmp_path, results_dir=tmp_path / "results", progress=False)
+    assert fnet.run_hash == experiments.feature_config(ds, 3).hash
     run_dir = tmp_path / "results" / "fd-cls-features" / fnet.run_hash
     assert (run_dir / "weights.pt").exists() and (run_dir / "metrics.json").exists()
     x = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
     feats, logits = fnet(x)
     assert logits.shape == (5, 4) and feats.dim() == 2 and feats.shape[1] > 4
-    again = M.feature_classifier(ds, data_root=tmp_path, results_dir=tmp_path / "results", steps=3, progress=False)
+    again = runs.feature_net_for(gen, data_root=tmp_path, results_dir=tmp_path / "results", progress=False)
     assert again.run_hash == fnet.run_hash
     torch.testing.assert_close(again(x)[0], feats)                 # same weights, not retrained
 
 
-def test_the_run_config_s_feature_steps_reach_the_fd_cls_classifier(monkeypatch, tmp_path):
-    """train["feature_steps"] of the run decides the FD-cls network's steps; an explicit value wins; a config
-    without the key, or no RunContext, gets the protocol's FEATURE_STEPS."""
-    from cifar_nb.runs import RunConfig
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    def fake_classifier(dataset, data_root, device, results_dir, steps, progress):
-        seen.append(steps)
-        raise Stop
-
-    monkeypatch.setattr(M, "feature_classifier", fake_classifier)
+def test_scoring_uses_the_feature_net_it_is_handed_and_never_trains_one(tmp_path):
+    """evaluate_generator takes the feature net from its argument or the RunContext; with neither it refuses
+    with a message that says where one comes from, instead of starting a run."""
     s = fake_set(4, 16, 0)
-
-    def call(ctx=None, **kw):
-        with pytest.raises(Stop):
-            M.evaluate_generator(FakeHandle(), ctx, dataset="cifar10-jpeg", run_dir=tmp_path, train_set=s,
-                                 test_set=s, progress=False, device="cpu", **kw)
-
-    def ctx(train):
-        cfg = RunConfig(experiment="x", kind="gan", model="dcgan", dataset="cifar10-jpeg", train=train)
-        return SimpleNamespace(config=cfg, run_dir=tmp_path, data_root=None, device="cpu", progress=False)
-
-    call()
-    call(ctx({"feature_steps": 60}))
-    call(ctx({"feature_steps": 60}), feature_steps=7)
-    call(ctx({}))
-    assert seen == [M.FEATURE_STEPS, 60, 7, M.FEATURE_STEPS]
+    with pytest.raises(ValueError, match="feature_net_for|load_feature_net"):
+        M.evaluate_generator(FakeHandle(), dataset="cifar10-jpeg", run_dir=tmp_path, train_set=s, test_set=s,
+                             progress=False, device="cpu")
+    assert not any(tmp_path.iterdir())
 
 
 def test_lpips_absent_is_a_metric_unavailable_not_an_import_error(monkeypatch):

@@ -6,7 +6,7 @@ import signal
 import pytest
 import torch
 
-from cifar_nb import cli, data, experiments, queue, runs, runtime
+from cifar_nb import artifacts, cli, data, experiments, queue, runs, runtime
 from cifar_nb.train import classifier
 from test_classifiers import SYN, go, same, synthetic, tiny  # noqa: F401  (synthetic is a fixture)
 
@@ -53,7 +53,7 @@ def test_queue_worker_trains_pending_runs_then_reports_done(synthetic, tmp_path,
     entries = queue.plan(results_dir=tmp_path)
     assert [e.state for e in entries] == ["done", "done"]
     assert all(e.device and "CPU" in e.device for e in entries)
-    env = json.loads((runs.run_dir(entries[0].config, tmp_path) / "env.json").read_text())
+    env = json.loads((artifacts.run_dir(entries[0].config, tmp_path) / "env.json").read_text())
     assert env["runtime"]["precision"] in ("fp32", "bf16-autocast") and env["runtime"]["threads"] >= 1
 
 
@@ -95,8 +95,8 @@ def test_sigterm_during_training_checkpoints_and_resumes_to_the_same_metrics(syn
         go(cfg, tmp_path / "cut")
     assert info.value.signalled == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) is before    # the handler is gone again
-    ck = runs.checkpoint_path(cfg, tmp_path / "cut")
-    assert ck.exists() and not (runs.run_dir(cfg, tmp_path / "cut") / "metrics.json").exists()
+    ck = artifacts.checkpoint_path(cfg, tmp_path / "cut")
+    assert ck.exists() and not (artifacts.run_dir(cfg, tmp_path / "cut") / "metrics.json").exists()
     monkeypatch.setattr(classifier.Loop, "step", real_step)
     resumed = go(cfg, tmp_path / "cut")
     assert same(resumed.metrics, whole.metrics) and resumed.history == whole.history
@@ -117,9 +117,9 @@ def test_checkpoints_live_outside_the_results_folder(tmp_path, monkeypatch):
     cfg = tiny("A-classifier")
     monkeypatch.delenv("CIFAR_NB_CHECKPOINTS")
     monkeypatch.setenv("CIFAR_NB_CACHE", str(tmp_path / "cache"))
-    a, b = runs.checkpoint_path(cfg, tmp_path / "a"), runs.checkpoint_path(cfg, tmp_path / "b")
+    a, b = artifacts.checkpoint_path(cfg, tmp_path / "a"), artifacts.checkpoint_path(cfg, tmp_path / "b")
     assert a.parent == tmp_path / "cache" / "checkpoints" and a != b
-    assert a == runs.checkpoint_path(cfg, tmp_path / "a" / ".." / "a")   # the same folder, however named
+    assert a == artifacts.checkpoint_path(cfg, tmp_path / "a" / ".." / "a")   # the same folder, however named
 
 
 def test_runtime_defaults_follow_the_cpu(monkeypatch):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_nb import audit, experiments, metrics, notebook, report, runs
+from cifar_nb import artifacts, audit, experiments, metrics, notebook, report, runs
 
 
 @pytest.mark.parametrize("bad, words", [
@@ -61,13 +61,13 @@ def test_overrides_change_the_config_and_defaults_keep_the_report_recipe(tmp_pat
 
 def fake_run(results_dir, cfg, metrics: dict):
     """Finished-run artifacts as runs.run writes them, without training."""
-    d = runs.run_dir(cfg, results_dir)
-    runs.atomic_write_json(d / "config.json", cfg.to_dict())
-    runs.write_history_csv(d / "history.csv", [{"step": cfg.steps, "test_acc": metrics.get("test_acc", 0)}])
-    runs.atomic_write_json(d / "env.json", {"device": "cpu", "device_name": "CPU", "torch": "x",
+    d = artifacts.run_dir(cfg, results_dir)
+    artifacts.atomic_write_json(d / "config.json", cfg.to_dict())
+    artifacts.write_history_csv(d / "history.csv", [{"step": cfg.steps, "test_acc": metrics.get("test_acc", 0)}])
+    artifacts.atomic_write_json(d / "env.json", {"device": "cpu", "device_name": "CPU", "torch": "x",
                                             "git_commit": "abc", "wall_time_s": 1.5, "date": "2025-01-01"})
-    runs.atomic_write_json(d / "metrics.json", dict(metrics, params=99_000, steps=cfg.steps, seed=cfg.seed))
-    return runs.load_complete(cfg, results_dir)
+    artifacts.atomic_write_json(d / "metrics.json", dict(metrics, params=99_000, steps=cfg.steps, seed=cfg.seed))
+    return artifacts.load_complete(cfg, results_dir)
 
 
 def test_verdict_rules(tmp_path):
@@ -201,9 +201,9 @@ def test_status_table_says_what_ran_per_experiment(tmp_path):
 def test_methods_fd_cls_paragraph_follows_the_protocol_config(tmp_path, monkeypatch):
     from cifar_nb import status
     text = status.fd_cls_protocol()
-    assert f"{metrics.FEATURE_CONFIG.steps:,} steps" in text and f"{metrics.KID_SUBSETS} subsets" in text
+    assert f"{experiments.FEATURE_CONFIG.steps:,} steps" in text and f"{metrics.KID_SUBSETS} subsets" in text
     # the paragraph is derived, not written: change the protocol and the prose changes with it
-    monkeypatch.setattr(metrics, "FEATURE_CONFIG", metrics.FEATURE_CONFIG.replace(steps=3456))
+    monkeypatch.setattr(experiments, "FEATURE_CONFIG", experiments.FEATURE_CONFIG.replace(steps=3456))
     monkeypatch.setattr(metrics, "KID_SUBSET_SIZE", 777)
     changed = status.fd_cls_protocol()
     assert "3,456 steps" in changed and "up to 777 images" in changed and "2,000 steps" not in changed

@@ -12,9 +12,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cifar_nb import runs
+from cifar_nb import artifacts, runs
 from cifar_nb.budget import BudgetError
-from cifar_nb.runs import RunConfig, RunInterrupted
+from cifar_nb.config import RunConfig
+from cifar_nb.runs import RunInterrupted
 
 
 def fake_train(ctx):
@@ -87,7 +88,7 @@ def test_run_writes_complete_artifacts_and_reuses_them(fake, tmp_path):
     assert r.run_dir == d and not r.reused
     for f in ("config.json", "metrics.json", "history.csv", "env.json"):
         assert (d / f).exists(), f
-    assert not runs.checkpoint_path(c, tmp_path).exists()
+    assert not artifacts.checkpoint_path(c, tmp_path).exists()
     env = json.loads((d / "env.json").read_text())
     assert {"device_name", "torch", "git_commit", "date", "wall_time_s"} <= set(env)
     assert [h["step"] for h in r.history] == [10, 20, 30, 40]
@@ -101,7 +102,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(fake, tmp_path):
     with pytest.raises(RunInterrupted):
         runs.run(c, results_dir=tmp_path / "b", progress=False, stop_at_step=17)
     d = tmp_path / "b" / "unit" / c.hash
-    assert runs.checkpoint_path(c, tmp_path / "b").exists() and not (d / "metrics.json").exists()
+    assert artifacts.checkpoint_path(c, tmp_path / "b").exists() and not (d / "metrics.json").exists()
     resumed = runs.run(c, results_dir=tmp_path / "b", progress=False)
     assert resumed.metrics["final_loss"] == whole.metrics["final_loss"]
     assert resumed.metrics["w0"] == whole.metrics["w0"]
@@ -118,22 +119,22 @@ def test_budget_is_checked_before_anything_is_written(fake, tmp_path):
 
 def test_atomic_write_leaves_nothing_when_killed(tmp_path, monkeypatch):
     target = tmp_path / "x.json"
-    runs.atomic_write_json(target, {"a": 1})
+    artifacts.atomic_write_json(target, {"a": 1})
 
     def boom(*a, **k):
         raise KeyboardInterrupt
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
-        runs.atomic_write_json(target, {"a": 2})
+        artifacts.atomic_write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 1}            # old content intact
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]    # no temporary left behind
 
 
 def test_aggregate_uses_sample_std_over_seeds():
-    mk = lambda v: runs.RunResult(cfg(), None, {"test_acc": v}, [], {})
-    agg = runs.aggregate([mk(0.5), mk(0.6), mk(0.7)], "test_acc")
+    mk = lambda v: artifacts.RunResult(cfg(), None, {"test_acc": v}, [], {})
+    agg = artifacts.aggregate([mk(0.5), mk(0.6), mk(0.7)], "test_acc")
     assert agg["n"] == 3 and abs(agg["mean"] - 0.6) < 1e-12 and abs(agg["std"] - 0.1) < 1e-12
-    assert runs.aggregate([mk(0.5)], "test_acc")["std"] is None
+    assert artifacts.aggregate([mk(0.5)], "test_acc")["std"] is None
 
 
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(fake, tmp_path, monkeypatch):
@@ -154,7 +155,7 @@ def test_a_corrupt_run_folder_is_named_with_its_remedy(fake, tmp_path, which, te
     runs.run(c, results_dir=tmp_path, progress=False)
     d = tmp_path / "unit" / c.hash
     (d / which).write_text(text)
-    with pytest.raises(runs.RunCorrupt, match=rf"{d}.*{which} is not valid JSON.*--force"):
+    with pytest.raises(artifacts.RunCorrupt, match=rf"{d}.*{which} is not valid JSON.*--force"):
         runs.run(c, results_dir=tmp_path, progress=False)
     assert (d / which).read_text() == text                 # nothing was overwritten
     fresh = runs.run(c, results_dir=tmp_path, progress=False, force=True)
@@ -168,7 +169,7 @@ def test_a_hand_edited_run_folder_is_never_reused_or_overwritten(fake, tmp_path)
     edited = dict(json.loads((d / "config.json").read_text()), batch_size=999)
     (d / "config.json").write_text(json.dumps(edited))
     before = (d / "metrics.json").read_bytes()
-    with pytest.raises(runs.RunCorrupt, match="edited by hand.*batch_size"):
+    with pytest.raises(artifacts.RunCorrupt, match="edited by hand.*batch_size"):
         runs.run(c, results_dir=tmp_path, progress=False)
     assert (d / "metrics.json").read_bytes() == before
 
@@ -177,9 +178,9 @@ def test_a_truncated_checkpoint_is_named_with_its_remedy(fake, tmp_path):
     c = cfg()
     with pytest.raises(RunInterrupted):
         runs.run(c, results_dir=tmp_path, progress=False, stop_at_step=17)
-    ck = runs.checkpoint_path(c, tmp_path)
+    ck = artifacts.checkpoint_path(c, tmp_path)
     ck.write_bytes(ck.read_bytes()[:50])
-    with pytest.raises(runs.RunCorrupt, match=r"cannot be read.*Delete it to start the run over, or pass --force"):
+    with pytest.raises(artifacts.RunCorrupt, match=r"cannot be read.*Delete it to start the run over, or pass --force"):
         runs.run(c, results_dir=tmp_path, progress=False)
     assert runs.run(c, results_dir=tmp_path, progress=False, force=True).metrics["final_loss"] is not None
 
@@ -196,13 +197,13 @@ def test_commit_is_dirty_for_code_changes_but_not_for_generated_outputs(tmp_path
     git("init", "-q")
     git("add", "-A")
     git("commit", "-qm", "x")
-    sha = runs.git_commit(tmp_path)
+    sha = artifacts.git_commit(tmp_path)
     assert len(sha) == 40
     for f in ("results/E/1/metrics.json", "book/ch.ipynb", "book/_status.md"):
         (tmp_path / f).write_text("1")
-    assert runs.git_commit(tmp_path) == sha
+    assert artifacts.git_commit(tmp_path) == sha
     (tmp_path / "book/intro.md").write_text("1")     # prose is source, not output
-    assert runs.git_commit(tmp_path) == sha + "+dirty"
+    assert artifacts.git_commit(tmp_path) == sha + "+dirty"
 
 
 def test_generator_configs_hash_their_feature_steps_and_adopt_older_checkpoints(tmp_path, monkeypatch):
@@ -214,10 +215,10 @@ def test_generator_configs_hash_their_feature_steps_and_adopt_older_checkpoints(
     assert "feature_steps" not in experiments.get("C-classifier").config.train
     # a checkpoint written under the hash the config had before feature_steps joined it is picked up
     legacy = cfg.replace(train={k: v for k, v in cfg.train.items() if k != "feature_steps"})
-    old = runs.checkpoint_path(legacy, tmp_path)
+    old = artifacts.checkpoint_path(legacy, tmp_path)
     old.parent.mkdir(parents=True)
     old.write_bytes(b"state")
-    new = runs.checkpoint_path(cfg, tmp_path)
+    new = artifacts.checkpoint_path(cfg, tmp_path)
     assert new != old and new.read_bytes() == b"state" and not old.exists()
 
 
@@ -245,15 +246,36 @@ def test_a_generator_run_finished_before_feature_steps_were_hashed_is_adopted_on
     base = experiments.get("C-generator").config
     legacy = base.replace(steps=60, train={k: v for k, v in base.train.items() if k != "feature_steps"})
     feat = experiments.FEATURE_CONFIG.replace(dataset=legacy.dataset, steps=60, eval_every=60)
-    runs.atomic_write_json(tmp_path / "fd-cls-features" / feat.hash / "config.json", feat.to_dict())
-    old = runs.run_dir(legacy, tmp_path)
-    runs.atomic_write_json(old / "config.json", legacy.to_dict())
-    runs.atomic_write_json(old / "metrics.json", {"fd_cls": 1.5, "fd_cls_feature_run": feat.hash})
+    artifacts.atomic_write_json(tmp_path / "fd-cls-features" / feat.hash / "config.json", feat.to_dict())
+    old = artifacts.run_dir(legacy, tmp_path)
+    artifacts.atomic_write_json(old / "config.json", legacy.to_dict())
+    artifacts.atomic_write_json(old / "metrics.json", {"fd_cls": 1.5, "fd_cls_feature_run": feat.hash})
     # scored with a 60-step feature net: not the run of a config asking for 2,000
-    assert runs.load_complete(legacy.replace(train=dict(legacy.train, feature_steps=2000)), tmp_path) is None
+    assert artifacts.load_complete(legacy.replace(train=dict(legacy.train, feature_steps=2000)), tmp_path) is None
     assert (old / "metrics.json").exists()
     cfg = legacy.replace(train=dict(legacy.train, feature_steps=60))
-    res = runs.load_complete(cfg, tmp_path)
+    res = artifacts.load_complete(cfg, tmp_path)
     assert res is not None and res.metrics["fd_cls"] == 1.5 and res.run_dir.name == cfg.hash
     assert RunConfig.from_dict(json.loads((res.run_dir / "config.json").read_text())) == cfg
     assert not old.exists() and sorted(p.name for p in res.run_dir.parent.iterdir()) == [cfg.hash]
+
+
+def test_a_generator_run_gets_the_feature_net_of_its_own_feature_steps(monkeypatch, tmp_path):
+    """The orchestrator asks for the feature run that the generator's config names, and loads that one."""
+    from cifar_nb import experiments, metrics
+    asked = []
+    real_run = runs.run
+
+    def fake_run(cfg, **kw):
+        asked.append(cfg)
+        return SimpleNamespace(config=cfg)
+
+    monkeypatch.setattr(runs, "run", fake_run)
+    monkeypatch.setattr(metrics, "load_feature_net", lambda res, *a, **k: ("net of", res.config.hash))
+    gen = experiments.get("C-generator").config
+    assert runs.feature_net_for(gen.replace(train=dict(gen.train, feature_steps=60))) == \
+        ("net of", experiments.feature_config(gen.dataset, 60).hash)
+    assert runs.feature_net_for(gen)[1] == experiments.feature_config(gen.dataset, experiments.FEATURE_STEPS).hash
+    assert [c.steps for c in asked] == [60, experiments.FEATURE_STEPS] and real_run is not fake_run
+    with pytest.raises(ValueError, match="positive whole number"):
+        experiments.feature_config("cifar10-jpeg", 0)

@@ -5,8 +5,9 @@ import optuna
 import pytest
 import torch
 
-from cifar_nb import budget, experiments, runs, search
+from cifar_nb import artifacts, budget, experiments, runs, search
 from cifar_nb.models.search_cnn import FAMILIES, KERNEL_SIZES, SearchCNN, fit_width, param_count
+from cifar_nb.config import RunConfig
 
 REPORT_COUNTS = {"cnn6": 2_494_022, "cnn7": 3_004_917, "cnn2": 10_393_946}
 
@@ -157,10 +158,10 @@ def test_tiny_search_prunes_resumes_and_retrains(tiny_root, tmp_path):
     assert max(study.trials[1].intermediate_values) == 4
     assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
     assert sorted(study.trials[0].intermediate_values) == [4, 8, 12, 16]
-    pruned_cfg = runs.RunConfig.from_dict(study.trials[1].user_attrs["config"])
-    pruned_dir = runs.run_dir(pruned_cfg, tmp_path)
-    assert not runs.checkpoint_path(pruned_cfg, tmp_path).exists() and not (pruned_dir / "metrics.json").exists()
-    done_dir = runs.run_dir(runs.RunConfig.from_dict(study.trials[0].user_attrs["config"]), tmp_path)
+    pruned_cfg = RunConfig.from_dict(study.trials[1].user_attrs["config"])
+    pruned_dir = artifacts.run_dir(pruned_cfg, tmp_path)
+    assert not artifacts.checkpoint_path(pruned_cfg, tmp_path).exists() and not (pruned_dir / "metrics.json").exists()
+    done_dir = artifacts.run_dir(RunConfig.from_dict(study.trials[0].user_attrs["config"]), tmp_path)
     assert (done_dir / "metrics.json").exists() and not (done_dir / "weights.pt").exists()
 
     # resume: the same storage, asking for 5 in all, adds 2 and leaves the first 3 alone

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from .common import (BENCH_FILE, LeaseError, _live_lock, _now, checkpoint_info, safe_extract, say, sha256_file)
+from ..config import RunConfig
 
 # ---------------------------------------------------------------------------------------------
 # unpack (here, with what came back)
@@ -20,10 +21,10 @@ def _same_run(a: Path, b: Path) -> bool:
 
 def unpack(src: Path, results_dir=None, bench: Path | None = None, data_root=None, show_plan: bool = True) -> dict:
     """Verify what a lease brought back and merge it. Returns a report {merged, skipped, refused, ...}."""
-    from .. import queue, runs
+    from .. import artifacts, queue
     from ..data import cache_dir
     src = Path(src)
-    results_dir = Path(results_dir or runs.DEFAULT_RESULTS)
+    results_dir = Path(results_dir or artifacts.results_root())
     report = dict(merged=[], present=[], skipped=[], refused=[], conflicts=[], checkpoints=[], speed_rows=0)
 
     def refuse(msg):
@@ -77,12 +78,12 @@ def unpack(src: Path, results_dir=None, bench: Path | None = None, data_root=Non
 
 
 def _merge_run(d: Path, results_dir: Path, lease_id: str, report, refuse, skip, cache_dir) -> None:
-    from .. import runs
+    from .. import artifacts
     rel = f"{d.parent.name}/{d.name}"
     if not d.is_dir():
         return
     try:
-        cfg = runs.RunConfig.from_dict(json.loads((d / "config.json").read_text()))
+        cfg = RunConfig.from_dict(json.loads((d / "config.json").read_text()))
     except (OSError, ValueError, TypeError) as e:
         return refuse(f"{rel}: config.json missing or not a run config ({type(e).__name__}: {e})")
     if cfg.hash != d.name or cfg.experiment != d.parent.name:
@@ -97,7 +98,7 @@ def _merge_run(d: Path, results_dir: Path, lease_id: str, report, refuse, skip, 
     if pid:
         return skip(f"{rel} ({cfg.experiment} seed {cfg.seed}) is being trained here by worker pid {pid}; unpack "
                     f"again after it stops")
-    dest = runs.run_dir(cfg, results_dir)
+    dest = artifacts.run_dir(cfg, results_dir)
     if (dest / "metrics.json").exists():
         if (dest / "config.json").exists() and _same_run(dest, d):
             report["present"].append(rel)
@@ -123,14 +124,14 @@ def _merge_run(d: Path, results_dir: Path, lease_id: str, report, refuse, skip, 
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     report["merged"].append(rel)
-    stale = runs.checkpoint_path(cfg, results_dir)
+    stale = artifacts.checkpoint_path(cfg, results_dir)
     if stale.exists():
         stale.unlink()
         say(f"{rel} is complete now: removed this machine's older checkpoint of it ({stale.name})")
 
 
 def _merge_checkpoints(src: Path, stage: Path, manifest: dict, bad: set, results_dir: Path, report, refuse, skip):
-    from .. import runs
+    from .. import artifacts
     bundle = None
     for c in manifest.get("checkpoints", []):
         where = c.get("in") or c["file"]
@@ -153,7 +154,7 @@ def _merge_checkpoints(src: Path, stage: Path, manifest: dict, bad: set, results
             refuse(f"checkpoint {c['file']} is missing or differs from its sha256")
             continue
         try:
-            cfg = runs.RunConfig.from_dict(c["config"])
+            cfg = RunConfig.from_dict(c["config"])
         except (TypeError, ValueError) as e:
             refuse(f"checkpoint {c['file']}: its config is not a run config here ({e})")
             continue
@@ -161,24 +162,24 @@ def _merge_checkpoints(src: Path, stage: Path, manifest: dict, bad: set, results
             refuse(f"checkpoint {c['file']}: its config hashes to {cfg.hash} here, not {c.get('config_hash')}")
             continue
         try:
-            if runs.load_complete(cfg, results_dir) is not None:
+            if artifacts.load_complete(cfg, results_dir) is not None:
                 skip(f"checkpoint of {cfg.experiment} seed {cfg.seed}: the run is complete here")
                 continue
-        except runs.RunCorrupt as e:
+        except artifacts.RunCorrupt as e:
             skip(f"checkpoint of {cfg.experiment} seed {cfg.seed}: {e}")
             continue
         pid = _live_lock(cfg)
         if pid:
             skip(f"checkpoint of {cfg.experiment} seed {cfg.seed}: worker pid {pid} is training it here")
             continue
-        dest = runs.checkpoint_path(cfg, results_dir)
+        dest = artifacts.checkpoint_path(cfg, results_dir)
         if dest.exists():
             here = checkpoint_info(dest).get("step") or 0
             if here >= (c.get("step") or 0):
                 skip(f"checkpoint of {cfg.experiment} seed {cfg.seed}: this machine's is at step {here:,}, the "
                      f"lease's at {c.get('step') or 0:,}; kept this machine's")
                 continue
-        runs.atomic_write_bytes(dest, path.read_bytes())
+        artifacts.atomic_write_bytes(dest, path.read_bytes())
         report["checkpoints"].append(dict(experiment=cfg.experiment, seed=cfg.seed, step=c.get("step"),
                                           path=str(dest)))
         say(f"checkpoint of {cfg.experiment} seed {cfg.seed} at step {c.get('step') or 0:,} -> {dest}")
@@ -187,7 +188,7 @@ def _merge_checkpoints(src: Path, stage: Path, manifest: dict, bad: set, results
 def merge_speed(speed_file: Path, bench: Path, lease_id: str) -> int:
     """Merge a lease's speed.json into the benchmark table, keyed by experiment; a lease's rows replace the same
     lease's rows (unpacking twice adds nothing). Returns the number of rows merged."""
-    from .. import runs
+    from .. import artifacts
     speed = json.loads(Path(speed_file).read_text())
     try:
         table = json.loads(bench.read_text())
@@ -214,7 +215,7 @@ def merge_speed(speed_file: Path, bench: Path, lease_id: str) -> int:
         e["steps_per_s"] = rates[len(rates) // 2] if rates else None
         e["n"] = len(rates)
     table["updated"] = _now()
-    runs.atomic_write_json(bench, table)
+    artifacts.atomic_write_json(bench, table)
     say(f"merged {n} speed row(s) into {bench}")
     return n
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .common import (LOG_LIMIT, LeaseError, OPTIONAL_RUN_FILES, OUT_FILE_LIMIT, OUT_MAX_FILES, OUT_TOTAL_LIMIT,
     _mib, _now, _run_key, _tar_gz, checkpoint_info, complete_runs, safe_extract, say, sha256_file)
+from ..config import RunConfig
 
 # ---------------------------------------------------------------------------------------------
 # restore (on the GPU machine, before the queue starts)
@@ -27,11 +28,11 @@ def _read_pack_manifest(pack_dir: Path) -> dict:
 
 def restore(pack_dir: Path, data_root=None, results_dir=None, snapshot: Path | None = None,
             prewarm: str | None = None, verify: bool = True) -> dict:
-    """Lay the pack out: data into data_root, checkpoints into the checkpoint store where runs.checkpoint_path
+    """Lay the pack out: data into data_root, checkpoints into the checkpoint store where artifacts.checkpoint_path
     expects them for results_dir, weights into results_dir; then write the snapshot export compares with."""
-    from .. import runs
+    from .. import artifacts
     pack_dir = Path(pack_dir)
-    results_dir = Path(results_dir or runs.DEFAULT_RESULTS)
+    results_dir = Path(results_dir or artifacts.results_root())
     manifest = _read_pack_manifest(pack_dir)
     if verify:
         bad = [rel for rel, meta in manifest.get("files", {}).items()
@@ -53,23 +54,23 @@ def restore(pack_dir: Path, data_root=None, results_dir=None, snapshot: Path | N
                     shutil.copyfile(Path(t) / rel, target)
     restored = {}
     for c in manifest.get("checkpoints", []):
-        cfg = runs.RunConfig.from_dict(c["config"])
+        cfg = RunConfig.from_dict(c["config"])
         if cfg.hash != c["config_hash"]:
             say(f"warning: checkpoint {c['file']}: its config hashes to {cfg.hash}, not {c['config_hash']} "
                 f"(the code changed the config's fields?); skipped")
             continue
-        if runs.load_complete(cfg, results_dir) is not None:
+        if artifacts.load_complete(cfg, results_dir) is not None:
             say(f"note: {cfg.experiment} seed {cfg.seed} is complete here already; its checkpoint is not restored")
             continue
-        dest = runs.checkpoint_path(cfg, results_dir)
+        dest = artifacts.checkpoint_path(cfg, results_dir)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(pack_dir / "checkpoints" / c["file"], dest)
         restored[c["file"]] = str(dest)
-    say(f"restored: data in {droot}, {len(restored)} checkpoint(s) in {runs.checkpoint_store()}")
+    say(f"restored: data in {droot}, {len(restored)} checkpoint(s) in {artifacts.checkpoint_store()}")
     snap = take_snapshot(results_dir, data_root=droot)
     snap["pack_git_commit"] = manifest.get("git_commit")
     if snapshot:
-        runs.atomic_write_json(Path(snapshot), snap)
+        artifacts.atomic_write_json(Path(snapshot), snap)
     if prewarm:
         _prewarm(prewarm, droot, results_dir)
     return snap
@@ -77,11 +78,11 @@ def restore(pack_dir: Path, data_root=None, results_dir=None, snapshot: Path | N
 
 def take_snapshot(results_dir: Path, data_root=None) -> dict:
     """What is complete and checkpointed now: export sends what is new or changed since."""
-    from .. import queue, runs
+    from .. import artifacts, queue
     ckpts = {}
     for e in queue.plan(data_root, results_dir):
         if e.state == "checkpointed":
-            p = runs.checkpoint_path(e.config, results_dir)
+            p = artifacts.checkpoint_path(e.config, results_dir)
             if p.is_file():
                 ckpts[_run_key(e.config)] = dict(sha256=sha256_file(p), **checkpoint_info(p))
     return dict(kind="cifar_nb lease snapshot", created=_now(), started_unix=time.time(),
@@ -127,7 +128,7 @@ def _optional(name: str) -> int | None:
 
 
 def _new_run_folders(results_dir: Path, since: dict | None) -> list[tuple[str, object, Path]]:
-    from .. import runs
+    from .. import artifacts
     before = (since or {}).get("runs", {})
     out = []
     for rel, sha in complete_runs(results_dir).items():
@@ -135,7 +136,7 @@ def _new_run_folders(results_dir: Path, since: dict | None) -> list[tuple[str, o
             continue
         d = results_dir / rel
         try:
-            cfg = runs.RunConfig.from_dict(json.loads((d / "config.json").read_text()))
+            cfg = RunConfig.from_dict(json.loads((d / "config.json").read_text()))
         except (OSError, ValueError, TypeError) as e:
             say(f"warning: {d} is complete but its config.json is unreadable ({e}); not exported")
             continue
@@ -150,9 +151,9 @@ def export(out_dir: Path, results_dir=None, since: Path | dict | None = None, lo
            data_root=None, workers: int | None = None) -> dict:
     """Write what the lease produced into out_dir ($OUT): at most OUT_MAX_FILES files, each under
     OUT_FILE_LIMIT, OUT_TOTAL_LIMIT together; built elsewhere and moved in only when everything fits."""
-    from .. import queue, runs
+    from .. import artifacts, queue
     out_dir = Path(out_dir)
-    results_dir = Path(results_dir or runs.DEFAULT_RESULTS)
+    results_dir = Path(results_dir or artifacts.results_root())
     if isinstance(since, (str, Path)):
         try:
             since = json.loads(Path(since).read_text())
@@ -174,7 +175,7 @@ def export(out_dir: Path, results_dir=None, since: Path | dict | None = None, lo
     for e in queue.plan(data_root, results_dir):
         if e.state != "checkpointed":
             continue
-        p = runs.checkpoint_path(e.config, results_dir)
+        p = artifacts.checkpoint_path(e.config, results_dir)
         try:
             sha = sha256_file(p)
         except FileNotFoundError:
@@ -187,11 +188,11 @@ def export(out_dir: Path, results_dir=None, since: Path | dict | None = None, lo
     tmp = Path(tempfile.mkdtemp(prefix="cifar_nb-export-"))
     try:
         files = _lay_out(tmp, new, ckpts, log_file, warn)
-        runs.atomic_write_json(tmp / "speed.json", speed)
+        artifacts.atomic_write_json(tmp / "speed.json", speed)
         files.append("speed.json")
         manifest = dict(
             kind="cifar_nb lease export", lease_id=(since or {}).get("created", "") + "-" + uuid.uuid4().hex[:8],
-            created=_now(), git_commit=runs.git_commit(), device_name=speed["device_name"], workers=workers,
+            created=_now(), git_commit=artifacts.git_commit(), device_name=speed["device_name"], workers=workers,
             runs=[dict(key=rel, experiment=cfg.experiment, seed=cfg.seed, config_hash=cfg.hash)
                   for rel, cfg, _ in new],
             checkpoints=[dict(file=c["file"], experiment=c["cfg"].experiment, seed=c["cfg"].seed,
@@ -202,7 +203,7 @@ def export(out_dir: Path, results_dir=None, since: Path | dict | None = None, lo
                           step=c["step"], bytes=c["bytes"]) for c in ckpts if not c.get("file")],
             warnings=warnings,
             files={f: dict(bytes=(tmp / f).stat().st_size, sha256=sha256_file(tmp / f)) for f in files})
-        runs.atomic_write_json(tmp / "manifest.json", manifest)
+        artifacts.atomic_write_json(tmp / "manifest.json", manifest)
         files.append("manifest.json")
         sizes = {f: (tmp / f).stat().st_size for f in files}
         too_big = [f for f, n in sizes.items() if n > OUT_FILE_LIMIT]

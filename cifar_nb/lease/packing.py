@@ -67,12 +67,12 @@ def download_wheels(dest: Path, specs: list[str]) -> list[Path]:
 
 
 def _pack_checkpoints(dest: Path, data_root, results_dir) -> list[dict]:
-    from .. import queue, runs
+    from .. import artifacts, queue
     items = []
     for e in queue.plan(data_root, results_dir):
         if e.state != "checkpointed":
             continue
-        src = runs.checkpoint_path(e.config, results_dir)
+        src = artifacts.checkpoint_path(e.config, results_dir)
         name = f"{e.config.experiment}-{e.config.hash}.ckpt"
         try:
             dest.mkdir(parents=True, exist_ok=True)
@@ -102,9 +102,9 @@ def _run_weights(results_dir: Path) -> list[tuple[str, Path]]:
 def pack(dest: Path, data_root=None, results_dir=None, wheels: bool = True, data: bool = True,
          mnist: bool = True, checkpoints: bool = True, also: list[str] | None = None) -> dict:
     """Build the pack folder `dest` (see the module docstring). Returns its manifest."""
-    from .. import runs
+    from .. import artifacts
     dest = Path(dest).absolute()
-    results_dir = Path(results_dir or runs.DEFAULT_RESULTS)
+    results_dir = Path(results_dir or artifacts.results_root())
     root = _check_pack_dir(dest)
     if dest.exists() and any(dest.iterdir()) and not (dest / "manifest.json").is_file():
         raise LeaseError(f"{dest} exists and is not a lease pack (no manifest.json): not overwriting it")
@@ -129,7 +129,7 @@ def pack(dest: Path, data_root=None, results_dir=None, wheels: bool = True, data
 
 
 def _fill_pack(tmp, root, data_root, results_dir, wheels, data, mnist, checkpoints, also) -> dict:
-    from .. import runs
+    from .. import artifacts
     from ..data import ALIASES, MNIST_FILES, DataError
     from ..data import data_root as find_data_root
     files: dict[str, Path] = {}
@@ -172,7 +172,7 @@ def _fill_pack(tmp, root, data_root, results_dir, wheels, data, mnist, checkpoin
     if checkpoints:
         ckpts = _pack_checkpoints(tmp / "checkpoints", data_root, results_dir)
         if ckpts:
-            runs.atomic_write_json(tmp / "checkpoints" / "manifest.json", ckpts)
+            artifacts.atomic_write_json(tmp / "checkpoints" / "manifest.json", ckpts)
             files["checkpoints/manifest.json"] = tmp / "checkpoints" / "manifest.json"
             for c in ckpts:
                 files[f"checkpoints/{c['file']}"] = tmp / "checkpoints" / c["file"]
@@ -202,12 +202,12 @@ def _fill_pack(tmp, root, data_root, results_dir, wheels, data, mnist, checkpoin
               "(the GPU starts those runs over), --no-wheels (no optuna/torch-fidelity/lpips there), or shrink "
               "the tree (git-ignore large untracked files). Nothing was written.")
     manifest = dict(
-        kind="cifar_nb lease pack", created=_now(), git_commit=runs.git_commit(),
+        kind="cifar_nb lease pack", created=_now(), git_commit=artifacts.git_commit(),
         tree_bytes=tree_bytes, pack_bytes=pack_bytes, total_bytes=total, limit_bytes=PACK_LIMIT_BYTES,
         files={rel: dict(bytes=p.stat().st_size, sha256=sha256_file(p)) for rel, p in sorted(files.items())},
         wheels=sorted(Path(r).name for r in files if r.startswith("wheels/")),
         checkpoints=ckpts, runs=complete_runs(results_dir), notes=notes)
-    runs.atomic_write_json(tmp / "manifest.json", manifest)
+    artifacts.atomic_write_json(tmp / "manifest.json", manifest)
     for n in notes:
         say(f"note: {n}")
     return manifest

@@ -42,9 +42,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import augment, data
+from ..artifacts import atomic_torch_save
 from ..models import build_for_config
-from ..runs import RunInterrupted, atomic_torch_save
 from ..runtime import Runtime, default_runtime
+from .context import RunInterrupted
 from .optim import build_optimizer, build_scheduler
 
 TRAIN_KEYS = ("label_smoothing", "val_size", "split_seed", "eval_split", "train_eval_size", "eval_batch_size",

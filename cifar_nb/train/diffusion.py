@@ -33,11 +33,12 @@ from types import SimpleNamespace
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..artifacts import atomic_torch_save
 from ..experiments import FEATURE_STEPS
 from ..models import build_for_config
 from ..models.ddpm_schedule import Diffusion
-from ..runs import RunInterrupted, atomic_torch_save
 from .batches import EpochBatches, mix_seed
+from .context import RunInterrupted
 from .optim import build_optimizer, build_scheduler
 
 DEFAULTS = dict(beta_schedule="sigmoid", timesteps=1000, ema=None, sample_steps=None, clip_x0=False,

@@ -41,10 +41,11 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from ..artifacts import atomic_torch_save
 from ..experiments import FEATURE_STEPS
 from ..models import build_for_config
-from ..runs import RunInterrupted, atomic_torch_save
 from .batches import EpochBatches, mix_seed
+from .context import RunInterrupted
 from .optim import build_optimizer, build_scheduler
 
 DEFAULTS = dict(real_label=1.0, fake_label=0.0, soft_labels=0.0, noisy_labels=0.0, instance_noise=0.0,

@@ -1,0 +1,61 @@
+"""What a run computes, as one hashable value: `RunConfig`.
+
+Everything that changes a run's numbers is a field here (or inside one of its dicts), so the config's hash
+names the run's folder, and two runs with the same hash are the same run. Where a run executes (device,
+precision, threads: cifar_nb.runtime) and where its data lives are not, so they never change the hash.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+RUN_KINDS = ("classifier", "gan", "diffusion")
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides what a run computes. Kind-specific knobs live in the dicts."""
+
+    experiment: str
+    kind: str                                   # classifier | gan | diffusion
+    model: str                                  # a name in cifar_nb.models.MODELS
+    model_args: dict = field(default_factory=dict)
+    dataset: str = "cifar100"
+    steps: int = 1000
+    batch_size: int = 128
+    seed: int = 0
+    optimizer: dict = field(default_factory=dict)   # {"name": "adam", "lr": 1e-3, ...}
+    scheduler: dict = field(default_factory=dict)   # {"name": "exponential", ...} or {}
+    augment: dict = field(default_factory=dict)     # see cifar_nb.augment
+    train: dict = field(default_factory=dict)       # loop knobs: label_smoothing, val_size, gan tricks...
+    eval_every: int = 500
+    out_of_budget: bool = False
+
+    def __post_init__(self):
+        if self.kind not in RUN_KINDS:
+            raise ValueError(f"kind must be one of {RUN_KINDS}, got {self.kind!r}")
+        for name in ("steps", "batch_size", "eval_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown RunConfig fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
