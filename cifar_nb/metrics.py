@@ -372,7 +372,7 @@ def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None
     `train_set` / `test_set` are pre-loaded splits (data.ImageSet-like: .images uint8, .info); by
     default they are loaded with cifar_nb.data.
     """
-    from . import plots
+    from .figures import image_grid, save_figure
     if ctx is not None:
         dataset = dataset or ctx.config.dataset
         run_dir = run_dir or ctx.run_dir
@@ -464,18 +464,17 @@ def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None
     if handle.conditional:
         interp_title += ", conditioned on the nearer endpoint's label"
     figures = {
-        "figure_random": ("samples_random.png", plots.image_grid(
+        "figure_random": ("samples_random.png", image_grid(
             grid, nrow=8, title=f"Random samples, not cherry-picked (first {n_pick}, seed {seed})")),
-        "figure_interpolation": ("interpolation.png", plots.image_grid(interp.flatten(0, 1), nrow=10,
-                                                                       title=interp_title)),
-        "figure_cherry": ("samples_cherry.png", plots.image_grid(s.images[pick], nrow=8,
-                                                                 title="Cherry-picked: " + rule)),
-        "figure_nn": ("nearest_neighbours.png", plots.image_grid(
+        "figure_interpolation": ("interpolation.png", image_grid(interp.flatten(0, 1), nrow=10,
+                                                               title=interp_title)),
+        "figure_cherry": ("samples_cherry.png", image_grid(s.images[pick], nrow=8, title="Cherry-picked: " + rule)),
+        "figure_nn": ("nearest_neighbours.png", image_grid(
             panel, nrow=panel.shape[0] // n_show,
             title=f"Left: random sample; right: its 5 nearest training images ({nn_name})")),
     }
     for key, (name, fig) in figures.items():
-        plots.save_figure(fig, run_dir / name)
+        save_figure(fig, run_dir / name)
         out[key] = name
     buf = io.BytesIO()
     np.savez_compressed(buf, images=grid.numpy(),

@@ -285,7 +285,7 @@ def beside_real_cifar100(P: Params, result: RunResult, n: int = 32):
     """The run's first random samples beside as many real CIFAR-100 test images (the data root's
     cifar100-sample.npz: the canonical first test images), both at 2.5x, so a reader can judge them side by side."""
     import numpy as np
-    from . import data, plots
+    from . import data, figures
     samples = result.run_dir / "samples.npz"
     if not samples.exists():
         return Markdown(f"*no samples.npz in {result.run_dir.name}; re-run the experiment to make it*")
@@ -299,7 +299,7 @@ def beside_real_cifar100(P: Params, result: RunResult, n: int = 32):
     from IPython.display import Image
     from PIL import Image as PILImage
     ds = dataset_label(result.config.dataset)[0]
-    fig = plots.side_by_side(ours, real, f"{result.config.experiment} seed {result.config.seed}, "
+    fig = figures.side_by_side(ours, real, f"{result.config.experiment} seed {result.config.seed}, "
                              f"{result.config.steps:,} steps on {ds}: random samples",
                              f"real CIFAR-100: the first {len(real)} test images", scale=2.5)
     png = io.BytesIO()

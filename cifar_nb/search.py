@@ -703,8 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: --n-jobs must be at least 1")
 
     from .budget import BudgetError
-    from .cli import resolve_device
     from .data import DataError
+    from .runtime import resolve_device
     try:
         if args.preview:
             plan = preview_plan(args.experiment, args.dataset, retrain_steps=args.retrain_steps or 60,
@@ -712,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             plan = make_plan(args.experiment, args.scale, dataset=args.dataset, batch_size=args.batch_size,
                              retrain_steps=args.retrain_steps, pruner=args.pruner)
-        res = run_all(plan, seeds=args.seeds, device=resolve_device(args.device), data_root=args.data_root,
+        res = run_all(plan, seeds=args.seeds, device=str(resolve_device(args.device)), data_root=args.data_root,
                       results_dir=args.results_dir, storage=args.storage, n_jobs=args.n_jobs,
                       retrain=not args.search_only, progress=args.progress, verbose=True)
     except (BudgetError, DataError, ValueError) as e:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_nb import plots
+from cifar_nb import figures, plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -16,12 +16,12 @@ def test_image_grid_accepts_uint8_float_and_grey(tmp_path):
     fl = torch.rand(6, 3, 8, 8, generator=g) * 2 - 1
     grey = np.zeros((4, 1, 8, 8), np.uint8)
     for i, (imgs, title) in enumerate([(u8, "uint8 " * 30), (fl, None), (grey, "grey")]):
-        fig = plots.image_grid(imgs, nrow=4, title=title)
-        path = plots.save_figure(fig, tmp_path / f"grid{i}.png")
+        fig = figures.image_grid(imgs, nrow=4, title=title)
+        path = figures.save_figure(fig, tmp_path / f"grid{i}.png")
         assert path.read_bytes()[:8] == PNG
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid0.png", "grid1.png", "grid2.png"]  # no temp files
     with pytest.raises(ValueError, match="expected images"):
-        plots.image_grid(torch.zeros(2, 5, 8, 8))
+        figures.image_grid(torch.zeros(2, 5, 8, 8))
 
 
 def test_image_grid_draws_the_pixels(tmp_path):
@@ -29,7 +29,7 @@ def test_image_grid_draws_the_pixels(tmp_path):
     from PIL import Image
     x = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
     x[0, 0], x[1, 2] = 255, 255
-    path = plots.save_figure(plots.image_grid(x, nrow=2, pad=1, scale=4), tmp_path / "rb.png")
+    path = figures.save_figure(figures.image_grid(x, nrow=2, pad=1, scale=4), tmp_path / "rb.png")
     rgb = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
     assert ((rgb == [255, 0, 0]).all(1)).sum() >= 4 * 4 * 16 * 0.9
     assert ((rgb == [0, 0, 255]).all(1)).sum() >= 4 * 4 * 16 * 0.9
@@ -48,7 +48,7 @@ def test_plot_history_per_seed_and_band(tmp_path):
     # RunResult-like objects work too, and one seed gives no band
     fig1 = plots.plot_history([SimpleNamespace(history=hists[0])], keys=("train_acc",))
     assert len(fig1.axes[0].collections) == 0
-    assert plots.save_figure(fig, tmp_path / "h.png").read_bytes()[:8] == PNG
+    assert figures.save_figure(fig, tmp_path / "h.png").read_bytes()[:8] == PNG
 
 
 def test_plot_comparison_colours_each_arm(tmp_path):
@@ -63,7 +63,7 @@ def test_plot_comparison_colours_each_arm(tmp_path):
     assert len(mean_lines) == 2 and mean_lines[0].get_color() != mean_lines[1].get_color()
     # the linear arm's mean sits 0.5 above the sigmoid arm's at every step
     assert np.allclose(mean_lines[1].get_ydata() - mean_lines[0].get_ydata(), 0.5)
-    assert plots.save_figure(fig, tmp_path / "c.png").read_bytes()[:8] == PNG
+    assert figures.save_figure(fig, tmp_path / "c.png").read_bytes()[:8] == PNG
     with pytest.raises(ValueError, match="at least one group"):
         plots.plot_comparison({})
 
@@ -75,7 +75,7 @@ def test_plot_claims(tmp_path):
     fig = plots.plot_claims(rows, title="report C")
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["test_acc", "train_loss", "fid"]
     assert set(fig.axes[0].get_legend_handles_labels()[1]) == {"claimed (report)", "ours (mean ± std over seeds)"}
-    assert plots.save_figure(fig, tmp_path / "c.png").read_bytes()[:8] == PNG
+    assert figures.save_figure(fig, tmp_path / "c.png").read_bytes()[:8] == PNG
 
 
 def test_plot_claims_marks_a_stand_in_measurement_as_not_comparable():
@@ -95,7 +95,7 @@ def test_plot_claims_marks_a_stand_in_measurement_as_not_comparable():
 def test_side_by_side_grids_are_pixel_for_pixel_at_their_scale():
     a = torch.zeros(16, 3, 32, 32, dtype=torch.uint8)
     b = torch.full((16, 3, 32, 32), 255, dtype=torch.uint8)
-    fig = plots.side_by_side(a, b, "ours", "real", nrow=4, scale=3.0)
+    fig = figures.side_by_side(a, b, "ours", "real", nrow=4, scale=3.0)
     assert [ax.get_title() for ax in fig.axes] == ["ours", "real"]
     grid_px = 4 * 34 + 2                                   # make_grid: 4 images of 32 + padding 2
     assert fig.get_figwidth() * 100 == pytest.approx(2 * grid_px * 3 + 30)
