@@ -33,7 +33,7 @@ n_jobs = 1               # trials at once on this device (report D ran 16)
 # %%
 from IPython.display import Image, display
 
-from cifar_nb import report, search
+from cifar_nb import report, search, search_tables
 
 P = report.validate_parameters(["D-search", "D-search-inbudget"], device=device, dataset=dataset,
                                data_root=data_root, steps=steps, batch_size=batch_size,
@@ -71,7 +71,7 @@ report.claims_list(["D-search"])
 # last columns give the widest copy that fits 100,000 parameters.
 
 # %%
-search.families_table()
+search_tables.families_table()
 
 # %% tags=["remove-input"]
 report.architecture("D-search")
@@ -89,7 +89,7 @@ report.architecture("D-search")
 # report. The table is read from the search code itself.
 
 # %%
-search.space_table()
+search_tables.space_table()
 
 # %% [markdown]
 # ## How the search runs
@@ -158,19 +158,19 @@ for name, path in I.figures.items():
 # not two copies of one network.
 
 # %% tags=["full-width"]
-search.top3_table(D)
+search_tables.top3_table(D)
 
 # %% tags=["full-width"]
-search.top3_table(I)
+search_tables.top3_table(I)
 
 # %% [markdown]
 # ## Side by side: out of budget and in budget
 
 # %% tags=["full-width"]
-search.compare_table(D, I)
+search_tables.compare_table(D, I)
 
 # %%
-search.coincidence_note(D, I)
+search_tables.coincidence_note(D, I)
 
 # %% [markdown]
 # ## Reading the result
