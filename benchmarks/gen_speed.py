@@ -27,7 +27,7 @@ import torch
 
 from cifar_nb import experiments
 from cifar_nb.budget import count_params
-from cifar_nb.data import KNOWN_SHAPES
+from cifar_nb.config import DATASET_SHAPES
 from cifar_nb.artifacts import device_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     for exp_name in args.experiments:
         exp = experiments.get(exp_name)
         cfg = exp.config
-        shape = KNOWN_SHAPES[cfg.dataset]
+        shape = DATASET_SHAPES[cfg.dataset]
         info = SimpleNamespace(name=cfg.dataset, num_classes=shape["num_classes"], image_size=shape["image_size"],
                                channels=shape["in_channels"])
         n = max(4 * cfg.batch_size, 1024)

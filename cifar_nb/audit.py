@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import artifacts, budget, experiments
 from .artifacts import RunResult
-from .config import RunConfig
+from .config import RunConfig, dataset_shape
 
 # Agreement needed for "reproduced", besides 2 sample std of our seeds. Fractions for accuracies.
 TOLERANCE = {"acc": ("abs", 0.02), "loss": ("rel", 0.10), "fid": ("rel", 0.10), "lpips": ("abs", 0.02)}
@@ -172,9 +172,8 @@ def n_params(name: str, results: list[RunResult] | None = None, dataset: str | N
             return int(r.metrics["params"])
     exp = experiments.get(name)
     from .models import build_for_config
-    from .experiments import _shape_of
     cfg = exp.config if dataset is None else exp.config.replace(dataset=dataset)
-    return budget.count_params(build_for_config(cfg, **_shape_of(cfg.dataset)))
+    return budget.count_params(build_for_config(cfg, **dataset_shape(cfg.dataset)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,20 @@ from dataclasses import dataclass, field
 
 RUN_KINDS = ("classifier", "gan", "diffusion")
 
+# The shape a model is built for, per dataset known by name: a fact of the dataset, needed to count a
+# config's parameters without touching any file.
+DATASET_SHAPES = {
+    "cifar100": dict(num_classes=100, image_size=32, in_channels=3),
+    "cifar10": dict(num_classes=10, image_size=32, in_channels=3),
+    "cifar10-jpeg": dict(num_classes=10, image_size=32, in_channels=3),
+    "addnist": dict(num_classes=20, image_size=28, in_channels=3),
+}
+
+
+def dataset_shape(dataset: str) -> dict:
+    """num_classes, image_size and in_channels of a dataset known by name (CIFAR-100's for any other)."""
+    return DATASET_SHAPES.get(dataset, dict(num_classes=100, image_size=32, in_channels=3))
+
 
 @dataclass
 class RunConfig:

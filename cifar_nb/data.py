@@ -37,16 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import DATASET_SHAPES
+
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 MNIST_MEAN, MNIST_STD = (0.1307,) * 3, (0.3081,) * 3
 
-KNOWN_SHAPES = {
-    "cifar100": dict(num_classes=100, image_size=32, in_channels=3),
-    "cifar10": dict(num_classes=10, image_size=32, in_channels=3),
-    "cifar10-jpeg": dict(num_classes=10, image_size=32, in_channels=3),
-    "addnist": dict(num_classes=20, image_size=28, in_channels=3),
-}
 NAMES = "cifar100, cifar10, cifar10-jpeg, addnist, imagefolder:<folder or .tar.gz>"
 ALIASES = {"cifar10-jpeg": "cifar10-jpeg.tar.gz"}
 ADDNIST_SEED = 0
@@ -483,7 +479,7 @@ def _mean_std(images: torch.Tensor) -> tuple[tuple, tuple]:
 
 
 def _expect_shape(dataset: str, src: Path, obj: dict) -> None:
-    known = KNOWN_SHAPES.get(dataset)
+    known = DATASET_SHAPES.get(dataset)
     n, c, h, w = obj["images"].shape
     if known and (len(obj["classes"]), h, c) != (known["num_classes"], known["image_size"], known["in_channels"]):
         raise DataError(f"{src} holds {len(obj['classes'])} classes of {c}x{h}x{w} images; {dataset} should have "

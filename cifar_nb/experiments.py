@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import budget
-from .config import RunConfig
+from .config import RunConfig, dataset_shape
 
 REPORT_FILES = {
     "A": "000_6811a92de80c26e6.txt",
@@ -86,7 +86,7 @@ class Experiment:
     def summary(self) -> dict:
         from .models import build_for_config
         cfg = self.config
-        n = budget.count_params(build_for_config(cfg, **_shape_of(cfg.dataset)))
+        n = budget.count_params(build_for_config(cfg, **dataset_shape(cfg.dataset)))
         return {
             "name": self.name, "report": self.report, "title": self.title, "kind": self.kind,
             "model": cfg.model, "dataset": cfg.dataset, "steps": cfg.steps, "batch_size": cfg.batch_size,
@@ -100,12 +100,6 @@ class Experiment:
                        for c in self.claims],
             "config": cfg.to_dict(), "notes": self.notes,
         }
-
-
-def _shape_of(dataset: str) -> dict:
-    """The model shape of a dataset known by name, without touching its files."""
-    from .data import KNOWN_SHAPES
-    return KNOWN_SHAPES.get(dataset, dict(num_classes=100, image_size=32, in_channels=3))
 
 
 REGISTRY: dict[str, Experiment] = {}

@@ -197,14 +197,12 @@ def _positive_int(v) -> bool:
 
 
 def _resolve_device(device: str) -> str | None:
-    import torch
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    """The device to train on, or None when the one asked for is not here (fine if nothing needs training)."""
+    from .runtime import resolve_device
+    try:
+        return str(resolve_device(device))
+    except ValueError:
         return None
-    if device == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        return None
-    return device
 
 
 def _check_data_root(data_root, datasets: set) -> None:

@@ -12,6 +12,7 @@ and torch.compile aborted the process ("double free or corruption") -- so a bf16
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from dataclasses import asdict, dataclass
@@ -75,6 +76,14 @@ def default_runtime(model: str, device: torch.device | str, fp32: bool | None = 
         base["compile"] = os.environ["CIFAR_NB_COMPILE"] == "1"
     base.update({k: v for k, v in overrides.items() if v is not None})
     return Runtime(threads=threads, **base)
+
+
+def generator_autocast(device: torch.device):
+    """The GAN and DDPM loops' precision: bf16 autocast on CUDA; nothing on CPU (keeps CPU generator runs exact
+    and deterministic; their CPU fast path is not measured yet, issue 19)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def resolve_device(name: str) -> torch.device:

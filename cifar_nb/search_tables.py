@@ -6,7 +6,7 @@ its results into the book's tables.
 from __future__ import annotations
 
 from . import budget
-from .experiments import _shape_of
+from .config import dataset_shape
 from .models.search_cnn import FAMILIES, fit_width, param_count
 from .notebook import Markdown, Table
 from .search import SearchResult, space_rows
@@ -14,7 +14,7 @@ from .search import SearchResult, space_rows
 
 def families_table(dataset: str = "cifar100"):
     """Each family: layers, parameters at width 1, and the width that fits the classifier budget."""
-    shape = _shape_of(dataset)
+    shape = dataset_shape(dataset)
     rows = []
     for name, spec in FAMILIES.items():
         conv, fc = spec.split("|")

@@ -12,6 +12,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from cifar_nb import data
 from cifar_nb.augment import AugMix, ColorJitter, GpuAugment, affine, normalize
+from cifar_nb.config import DATASET_SHAPES
 
 INFO = data.describe("cifar100")
 ALL_OPS = {"hflip": 0.5, "vflip": 0.5, "crop": 4, "pad_mode": "reflect", "crop_p": 0.7, "noise_var": 0.015,
@@ -83,7 +84,7 @@ def test_every_experiment_spec_is_valid():
     from cifar_nb import experiments
     for name, exp in experiments.REGISTRY.items():
         cfg = exp.config
-        GpuAugment(cfg.augment, data.describe(cfg.dataset) if cfg.dataset in data.KNOWN_SHAPES else INFO)
+        GpuAugment(cfg.augment, data.describe(cfg.dataset) if cfg.dataset in DATASET_SHAPES else INFO)
 
 
 def test_deterministic_per_generator_and_leaves_global_rng(batch):

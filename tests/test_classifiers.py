@@ -14,6 +14,7 @@ import torch
 
 from cifar_nb import artifacts, data, experiments, runs
 from cifar_nb.budget import BudgetError, count_params
+from cifar_nb.config import dataset_shape
 from cifar_nb.models import build_for_config, create_model
 from cifar_nb.runtime import Runtime
 from cifar_nb.train.classifier import evaluate
@@ -99,7 +100,7 @@ def test_param_count_pinned_and_close_to_report(model):
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_experiment_builds_the_pinned_net_on_its_report_dataset(name):
     exp = experiments.get(name)
-    shape = data.KNOWN_SHAPES.get(exp.config.dataset, dict(num_classes=100, image_size=32, in_channels=3))
+    shape = dataset_shape(exp.config.dataset)
     n = count_params(build_for_config(exp.config, **shape))
     assert n == PINNED[exp.config.model][1]
     assert exp.claimed_params == PINNED[exp.config.model][2]

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from cifar_nb import data
+from cifar_nb.config import DATASET_SHAPES
 from cifar_nb.data import DataError
 
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -135,7 +136,7 @@ def test_cache_dir_is_never_inside_the_data_root(tmp_path, monkeypatch):
 
 def test_describe_is_cheap_and_matches_known_shapes(monkeypatch):
     monkeypatch.delenv("CIFAR_NB_DATA", raising=False)   # no root needed for the named datasets
-    for name, shape in data.KNOWN_SHAPES.items():
+    for name, shape in DATASET_SHAPES.items():
         info = data.describe(name)
         assert (info.num_classes, info.image_size, info.channels) == tuple(shape.values()), name
         assert len(info.mean) == len(info.std) == info.channels

@@ -25,7 +25,6 @@ uninterrupted one.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from types import SimpleNamespace
@@ -37,6 +36,7 @@ from ..artifacts import atomic_torch_save
 from ..experiments import FEATURE_STEPS
 from ..models import build_for_config
 from ..models.ddpm_schedule import Diffusion
+from ..runtime import generator_autocast as autocast
 from .batches import EpochBatches, mix_seed
 from .context import RunInterrupted
 from .optim import build_optimizer, build_scheduler
@@ -54,13 +54,6 @@ def options(cfg) -> dict:
         raise ValueError("the diffusion trainer takes no augment spec (images must stay in [-1, 1]); "
                          "use train={'hflip': p} for flips")
     return {**DEFAULTS, **cfg.train}
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; nothing on CPU (keeps CPU runs exact and deterministic)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class DDPMGenerator:

@@ -33,7 +33,6 @@ uninterrupted one; the instance-noise level is a function of the step.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from types import SimpleNamespace
@@ -44,6 +43,7 @@ import torch.nn.functional as F
 from ..artifacts import atomic_torch_save
 from ..experiments import FEATURE_STEPS
 from ..models import build_for_config
+from ..runtime import generator_autocast as autocast
 from .batches import EpochBatches, mix_seed
 from .context import RunInterrupted
 from .optim import build_optimizer, build_scheduler
@@ -69,13 +69,6 @@ def options(cfg) -> dict:
     if o["interpolation"] not in ("slerp", "lerp"):
         raise ValueError(f"train['interpolation'] must be 'slerp' or 'lerp', got {o['interpolation']!r}")
     return o
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; nothing on CPU (keeps CPU runs exact and deterministic)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def noise_level(o: dict, step: int) -> float:
