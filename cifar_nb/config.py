@@ -73,3 +73,42 @@ class RunConfig:
     def hash(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------
+# The preview policy: a preview is a smoke test of the whole pipeline on 2 CPU cores, never a measurement.
+# Enough steps to draw a curve and exercise every figure; everything else as small as still works.
+
+PREVIEW_STEPS = {"classifier": 60, "gan": 60, "diffusion": 60}
+PREVIEW_BATCH_SIZE = {"classifier": 64, "gan": 32, "diffusion": 32}
+PREVIEW_SEEDS = (0, 1)
+PREVIEW_FID_SAMPLES = 256        # images generated for FD-cls/KID (the protocol: 10,000)
+PREVIEW_SAMPLE_STEPS = 20        # respaced DDPM sampler (report B samples with all 1,000)
+PREVIEW_TRAIN_EVAL = 1000        # training images scored at each evaluation (default 10,000)
+PREVIEW_FEATURE_STEPS = 60       # FD-cls feature classifier steps (the protocol: 2,000)
+
+
+def derive(cfg: RunConfig, seed: int, dataset: str | None = None, steps: int | None = None,
+           batch_size: int | None = None, fid_samples: int | None = None, preview: bool = False) -> RunConfig:
+    """The run a notebook or the CLI asks for: a report's recipe `cfg` with its overrides, and in a preview the
+    preview policy above. The one place where a recipe becomes another run's config."""
+    changes: dict = {"seed": seed}
+    if dataset is not None:
+        changes["dataset"] = dataset
+    if steps is not None and steps != cfg.steps:
+        changes["steps"] = steps
+        changes["eval_every"] = min(cfg.eval_every, max(1, steps // (3 if preview else 5)))
+    if preview and cfg.kind == "classifier":
+        changes["train"] = dict(cfg.train, train_eval_size=PREVIEW_TRAIN_EVAL)   # cheaper evaluations
+    if batch_size is not None:
+        changes["batch_size"] = batch_size
+    if cfg.kind in ("gan", "diffusion"):
+        train = dict(cfg.train)
+        if fid_samples is not None:
+            train["fid_samples"] = fid_samples
+        if preview and cfg.kind == "diffusion":
+            train["sample_steps"] = PREVIEW_SAMPLE_STEPS
+        if preview:
+            train["feature_steps"] = PREVIEW_FEATURE_STEPS
+        changes["train"] = train
+    return cfg.replace(**changes)

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .config import PREVIEW_BATCH_SIZE, PREVIEW_FID_SAMPLES, PREVIEW_SEEDS, PREVIEW_STEPS
+
 # Book order. (notebook, run kind, preview dataset). The summary reads every other notebook's runs.
 NOTEBOOKS = [
     ("report_a_classifier", "classifier", "cifar10-jpeg"),
@@ -48,14 +50,6 @@ EXPERIMENTS = {
     "report_e_generator": ["E-generator"],
 }
 
-# Preview budgets: enough steps to draw a curve and exercise every figure, small enough for 2 CPU cores.
-PREVIEW = {
-    "classifier": dict(steps=60, batch_size=64),
-    "gan": dict(steps=60, batch_size=32),
-    "diffusion": dict(steps=60, batch_size=32),
-}
-PREVIEW_SEEDS = [0, 1]
-PREVIEW_FID_SAMPLES = 256
 FULL_SEEDS = [0, 1, 2]
 KERNEL = "python3"
 
@@ -72,7 +66,8 @@ def parameters(name: str, preview: bool, device: str) -> dict:
     if preview:
         p.update(seeds=list(PREVIEW_SEEDS), fid_samples=PREVIEW_FID_SAMPLES)
         if kind is not None:
-            p.update(PREVIEW[kind], dataset=dict((n, d) for n, _, d in NOTEBOOKS)[name])
+            p.update(steps=PREVIEW_STEPS[kind], batch_size=PREVIEW_BATCH_SIZE[kind],
+                     dataset=dict((n, d) for n, _, d in NOTEBOOKS)[name])
     return p
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from . import artifacts, budget, experiments, runs as runs_mod
 from .audit import best_group, dataset_label, dataset_note, default_results_dir, n_params, project_root
 from .artifacts import RunResult
-from .config import RunConfig
+from .config import PREVIEW_STEPS, RunConfig, derive
 
 # tqdm.auto falls back to the text bar without ipywidgets, warning with this venv's absolute path,
 # which would otherwise land in every executed notebook.
@@ -30,11 +30,6 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 DATASETS = ("cifar100", "cifar10", "cifar10-jpeg", "addnist")
 STAND_IN = "cifar10-jpeg"        # the natural-image stand-in a preview falls back to without CIFAR-100
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# A preview is a smoke test of the whole pipeline, not a measurement.
-PREVIEW_STEPS = {"classifier": 60, "gan": 60, "diffusion": 60}
-PREVIEW_SAMPLE_STEPS = 20        # respaced DDPM sampler in previews (report B samples with all 1,000)
-PREVIEW_TRAIN_EVAL = 1000        # training images scored at each evaluation in previews (default 10,000)
-PREVIEW_FEATURE_STEPS = 60       # FD-cls feature classifier steps in previews (the protocol: 2,000)
 DEFAULT_SEEDS = (0, 1, 2)
 
 
@@ -64,29 +59,9 @@ class Params:
         return self.dataset or experiments.get(name).config.dataset
 
     def config(self, name: str, seed: int | None = None) -> RunConfig:
-        """The run a notebook asks for: the report's recipe with the notebook's overrides."""
-        exp = experiments.get(name)
-        cfg = exp.config
-        changes: dict = {"seed": self.seeds[0] if seed is None else seed}
-        if self.dataset is not None:
-            changes["dataset"] = self.dataset
-        if self.steps is not None and self.steps != cfg.steps:
-            changes["steps"] = self.steps
-            changes["eval_every"] = min(cfg.eval_every, max(1, self.steps // (3 if self.preview else 5)))
-        if self.preview and cfg.kind == "classifier":
-            changes["train"] = dict(cfg.train, train_eval_size=PREVIEW_TRAIN_EVAL)   # cheaper evaluations
-        if self.batch_size is not None:
-            changes["batch_size"] = self.batch_size
-        if cfg.kind in ("gan", "diffusion"):
-            train = dict(cfg.train)
-            if self.fid_samples is not None:
-                train["fid_samples"] = self.fid_samples
-            if self.preview and cfg.kind == "diffusion":
-                train["sample_steps"] = PREVIEW_SAMPLE_STEPS
-            if self.preview:
-                train["feature_steps"] = PREVIEW_FEATURE_STEPS
-            changes["train"] = train
-        return cfg.replace(**changes)
+        """The run a notebook asks for: the report's recipe with the notebook's overrides (config.derive)."""
+        return derive(experiments.get(name).config, self.seeds[0] if seed is None else seed, self.dataset,
+                      self.steps, self.batch_size, self.fid_samples, self.preview)
 
     def configs(self, name: str) -> list[RunConfig]:
         return [self.config(name, s) for s in self.seeds]

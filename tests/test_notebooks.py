@@ -167,13 +167,28 @@ def test_notebook_sources_take_the_parameters_and_validate_them_first(name):
 
 
 def test_execute_parameters_and_arguments():
-    from cifar_nb import execute
+    from cifar_nb import config, execute
     p = execute.parameters("report_e_classifier", preview=True, device="cpu")
-    assert p["dataset"] == "addnist" and p["preview"] is True and p["steps"] == execute.PREVIEW["classifier"]["steps"]
+    assert p["dataset"] == "addnist" and p["preview"] is True and p["steps"] == config.PREVIEW_STEPS["classifier"]
     p = execute.parameters("report_a_generator", preview=True, device="cpu")
-    assert p["dataset"] == "cifar10-jpeg" and p["fid_samples"] == execute.PREVIEW_FID_SAMPLES
+    assert p["dataset"] == "cifar10-jpeg" and p["fid_samples"] == config.PREVIEW_FID_SAMPLES
     full = execute.parameters("report_a_generator", preview=False, device="cuda")
     assert full["dataset"] is None and full["steps"] is None and full["seeds"] == [0, 1, 2]
     assert all(v is None for k, v in full.items() if k in ("data_root", "results_dir"))   # no machine paths
     with pytest.raises(SystemExit):
         execute.main(["--notebooks", "no_such_notebook"])
+
+
+def test_every_chapter_s_preview_runs_are_found_by_the_configs_the_code_derives():
+    """config.derive must keep giving the committed previews' configs (and so their hashes): a change there
+    would make `make preview` retrain everything instead of re-rendering it."""
+    from cifar_nb import artifacts, execute, notebook
+    missing = []
+    for name, exps in execute.EXPERIMENTS.items():
+        if name == "report_d":      # the search derives its own trials (search.preview_plan)
+            continue
+        p = execute.parameters(name, True, "cpu")
+        P = notebook.validate_parameters(exps, **{k: v for k, v in p.items() if k != "results_dir"})
+        missing += [f"{c.experiment} seed {c.seed} ({c.hash})" for n in exps for c in P.configs(n)
+                    if artifacts.load_complete(c, P.results_dir) is None]
+    assert not missing, f"previews not found in results/: {missing}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_nb import artifacts, audit, experiments, metrics, notebook, report, runs
+from cifar_nb import artifacts, audit, config, experiments, metrics, notebook, report, runs
 
 
 @pytest.mark.parametrize("bad, words", [
@@ -55,8 +55,8 @@ def test_overrides_change_the_config_and_defaults_keep_the_report_recipe(tmp_pat
     P = report.validate_parameters(["B-generator"], preview=True, fid_samples=64, results_dir=tmp_path,
                                    device="cpu", data_root=str(tmp_path))
     cfg = P.config("B-generator")
-    assert cfg.steps == notebook.PREVIEW_STEPS["diffusion"]
-    assert cfg.train["fid_samples"] == 64 and cfg.train["sample_steps"] == notebook.PREVIEW_SAMPLE_STEPS
+    assert cfg.steps == config.PREVIEW_STEPS["diffusion"]
+    assert cfg.train["fid_samples"] == 64 and cfg.train["sample_steps"] == config.PREVIEW_SAMPLE_STEPS
 
 
 def fake_run(results_dir, cfg, metrics: dict):
@@ -172,7 +172,7 @@ def test_a_preview_scores_generators_with_the_short_feature_classifier(monkeypat
                                        dataset="cifar10-jpeg", results_dir=tmp_path / str(preview),
                                        device="cpu", data_root=str(tmp_path))
         P.run_all()
-    assert seen == [("C-generator", notebook.PREVIEW_FEATURE_STEPS), ("C-classifier", None),
+    assert seen == [("C-generator", config.PREVIEW_FEATURE_STEPS), ("C-classifier", None),
                     ("C-generator", experiments.FEATURE_STEPS), ("C-classifier", None)]
 
 
