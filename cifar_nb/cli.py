@@ -4,6 +4,8 @@
     python -m cifar_nb run <experiment> [--steps N] [--seed S | --seeds 0 1 2] [--dataset D]
                                         [--device auto|cpu|cuda] [--data-root DIR] [--results-dir DIR]
                                         [--batch-size B] [--time-limit SECONDS] [--force]
+    python -m cifar_nb score <experiment> [--seed S] [--samples N] [--fid-weights PATH]
+                                          score a finished generator from its weights, without retraining
     python -m cifar_nb data check [--data-root DIR]
     python -m cifar_nb status [--write book/_status.md]   what has really been run, per experiment
     python -m cifar_nb queue [--json]     every full-budget run of the book: state, device, estimates
@@ -161,6 +163,21 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from . import experiments, runs
+    exp = experiments.get(args.experiment)
+    overrides = {k: v for k, v in dict(steps=args.steps, dataset=args.dataset,
+                                       batch_size=args.batch_size).items() if v is not None}
+    cfg = exp.make_config(**overrides).replace(seed=args.seed)
+    if args.fid_samples is not None:
+        cfg = cfg.replace(train=dict(cfg.train, fid_samples=args.fid_samples))
+    scores = runs.score(cfg, device=resolve_device(args.device), data_root=args.data_root,
+                        results_dir=args.results_dir, n_samples=args.samples, fid_weights=args.fid_weights)
+    shown = {k: v for k, v in scores.items() if isinstance(v, (int, float, str)) or v is None}
+    print(json.dumps(shown, indent=2, sort_keys=True))
+    return 0
+
+
 def cmd_data(args) -> int:
     from .data import DATA_ROOT_RULES, DataError, check, locate_data_root
     try:
@@ -256,6 +273,22 @@ def _main(argv: list[str] | None = None) -> int:
     q.add_argument("--time-limit", type=float, help="checkpoint and stop after this many seconds")
     q.add_argument("--force", action="store_true", help="retrain even if finished artifacts exist")
     q.set_defaults(fn=cmd_run)
+
+    q = sub.add_parser("score", help="score a finished generator again from its weights (FD-cls, KID, FID where "
+                                     "possible), without retraining")
+    q.add_argument("experiment")
+    q.add_argument("--seed", type=non_negative_int, default=0)
+    q.add_argument("--steps", type=int, help="the run's steps, if not the report's")
+    q.add_argument("--batch-size", type=positive_int, help="the run's batch size, if not the report's")
+    q.add_argument("--dataset", help="the run's dataset, if not the report's")
+    q.add_argument("--fid-samples", type=int, help="the run's train.fid_samples, if it was trained with another")
+    q.add_argument("--samples", type=positive_int, help="images to generate (default: the run's fid_samples)")
+    q.add_argument("--fid-weights", help="torch-fidelity's Inception weights file (default: $CIFAR_NB_INCEPTION_WEIGHTS "
+                                         "or the torch hub cache)")
+    q.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
+    q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
+    q.add_argument("--results-dir", help="where the run's artifacts are (default: results/ or $CIFAR_NB_RESULTS)")
+    q.set_defaults(fn=cmd_score)
 
     q = sub.add_parser("data", help="datasets under the data root")
     q.add_argument("action", choices=["check"])

@@ -120,11 +120,10 @@ def ours_table(results: dict[str, list[RunResult]], keys: list[str]) -> Table:
 
 
 def fid_command(name: str) -> str:
-    """The command that measures FID where CIFAR-100 and the Inception weights exist (--force retrains a
-    finished run, whose FID was not measured)."""
-    return (f"CIFAR_NB_INCEPTION_WEIGHTS=<path to weights-inception-2015-12-05-6726825d.pth> "
-            f"python -m cifar_nb run {name} --seeds 0 1 2 --device cuda --data-root <folder holding "
-            "cifar-100-python/> --force")
+    """The command that puts FID on a generator already trained on CIFAR-100, from its saved weights and
+    without retraining (runs.score); a run trained with both present gets FID at its end anyway."""
+    return (f"python -m cifar_nb score {name} --seed 0 --fid-weights <path to "
+            "weights-inception-2015-12-05-6726825d.pth> --data-root <folder holding cifar-100-python/>")
 
 
 def generator_table(P: Params, results: dict[str, list[RunResult]]) -> Table:
@@ -142,8 +141,9 @@ def generator_table(P: Params, results: dict[str, list[RunResult]]) -> Table:
     unmeasured = [n for n, rs in results.items() if artifacts.aggregate(rs, "fid")["mean"] is None]
     caption = ("Generators: mean ± sample std (ddof=1) over seeds. " + KID_SCALE_NOTE)
     if unmeasured:
-        caption += (" FID needs the CIFAR-100 test set and torch-fidelity's Inception weights; where both "
-                    f"exist it is measured by `{fid_command(unmeasured[0])}`"
+        caption += (" FID needs a generator trained on CIFAR-100, the CIFAR-100 test set and torch-fidelity's "
+                    f"Inception weights; where all three exist it is measured, without retraining, by "
+                    f"`{fid_command(unmeasured[0])}`"
                     + (" (likewise for the other experiments)." if len(unmeasured) > 1 else "."))
     return Table(["experiment", "FID claimed", "FID ours", "FD-cls ours (substitute, not FID)",
                   KID_COLUMN, "seeds"], rows, caption=caption)

@@ -233,6 +233,16 @@ def train(ctx) -> dict:
     return metrics
 
 
+def load_handle(cfg, path, device) -> DDPMGenerator:
+    """A finished run's sampling network (the EMA weights where it kept one) from <run_dir>/generator.pt."""
+    o, saved = options(cfg), torch.load(path, map_location="cpu", weights_only=True)
+    model = build_for_config(cfg, saved["num_classes"], saved["image_size"], saved["in_channels"])
+    model.load_state_dict(saved["state_dict"])
+    shape = (saved["in_channels"], saved["image_size"], saved["image_size"])
+    return DDPMGenerator(model.to(device), Diffusion.named(o["beta_schedule"], o["timesteps"], device),
+                         saved["num_classes"], shape, device, o["sample_steps"], o["sample_batch"], o["clip_x0"])
+
+
 def evaluate(ctx, handle: DDPMGenerator, n_samples: int, batch_size: int) -> dict:
     """FID where possible, FD-cls + KID always, and the figures: the metrics module, shared by every
     generator in the book. Report B interpolated between two images' latents (here x_T, by SLERP, which

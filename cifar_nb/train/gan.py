@@ -267,6 +267,16 @@ def train(ctx) -> dict:
     return metrics
 
 
+def load_handle(cfg, path, device) -> GANGenerator:
+    """A finished run's generator (and its discriminator, which ranks the cherry-picked samples) from
+    <run_dir>/generator.pt, as the handle training scored it with."""
+    o, saved = options(cfg), torch.load(path, map_location="cpu", weights_only=True)
+    model = build_for_config(cfg, saved["num_classes"], saved["image_size"], saved["in_channels"])
+    model.generator.load_state_dict(saved["state_dict"])
+    model.discriminator.load_state_dict(saved["discriminator"])
+    return GANGenerator(model.to(device), saved["num_classes"], device, o["sample_batch"])
+
+
 def evaluate(ctx, handle: GANGenerator, n_samples: int, batch_size: int, interpolation: str) -> dict:
     """FID where possible, FD-cls + KID always, nearest neighbours and the figures (the metrics module,
     shared by every generator in the book); cherry-picking ranks samples by D's score."""

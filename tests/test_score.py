@@ -1,0 +1,66 @@
+"""Scoring a finished generator again from its weights (runs.score, `python -m cifar_nb score`), without retraining.
+
+Tiny GAN and DDPM runs on the fake dataset of test_gan, with a fixed random conv net as the FD-cls feature
+network and an empty torch hub (FID and LPIPS then say they are unavailable, as offline).
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cifar_nb import cli, runs
+from test_diffusion import tiny_cfg as tiny_ddpm
+from test_gan import E_TRICKS, tiny_data  # noqa: F401  (tiny_data is a fixture)
+from test_gan import tiny_cfg as tiny_gan
+
+TRAINING_FILES = ("config.json", "metrics.json", "history.csv", "env.json", "samples_random.png", "samples.npz")
+
+
+@pytest.fixture
+def stub_features(monkeypatch, tmp_path):
+    from cifar_nb import metrics
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(8, 10))
+    fnet = metrics.FeatureNet(net, lambda x: x.float() / 127.5 - 1, 32, name="fd-cls-score-test",
+                              description="a fixed random conv net (test stub)", run_hash="stub")
+    monkeypatch.setattr(runs, "feature_net_for", lambda *a, **k: fnet)
+    return fnet
+
+
+@pytest.mark.parametrize("make", [lambda: tiny_gan(train={**E_TRICKS, "fid_samples": 16}), lambda: tiny_ddpm()],
+                         ids=["gan", "ddpm"])
+def test_scoring_twice_gives_the_training_scores_and_leaves_training_artifacts_alone(make, tiny_data, stub_features,
+                                                                                     tmp_path):
+    cfg = make()
+    res = runs.run(cfg, results_dir=tmp_path, progress=False)
+    before = {f: (res.run_dir / f).read_bytes() for f in TRAINING_FILES}
+    a = runs.score(cfg, results_dir=tmp_path, progress=False)
+    b = runs.score(cfg, results_dir=tmp_path, progress=False)
+    for key in ("fd_cls", "kid_mean", "kid_std", "nn_pixel_mean"):
+        assert a[key] == b[key], key
+        # the same scoring code, samples and feature net as training used: the same numbers
+        assert a[key] == pytest.approx(res.metrics[key], rel=1e-6), key
+    assert a["fid"] is None and a["fid_status"] and a["samples"] == cfg.train["fid_samples"]
+    assert a["torch_fidelity_version"] and "test split" in a["fd_cls_reference"] and len(a["generator_sha256"]) == 64
+    out = res.run_dir / "scored" / f"{a['samples']}-samples"
+    assert json.loads((out / "scores.json").read_text())["fd_cls"] == a["fd_cls"]
+    assert (out / "samples_random.png").exists()
+    assert {f: (res.run_dir / f).read_bytes() for f in TRAINING_FILES} == before
+
+
+def test_scoring_refuses_clearly_without_a_run_or_its_weights(tiny_data, stub_features, tmp_path, capsys):
+    cfg = tiny_gan(train={**E_TRICKS, "fid_samples": 16})
+    with pytest.raises(ValueError, match="no finished run.*train it first"):
+        runs.score(cfg, results_dir=tmp_path, progress=False)
+    res = runs.run(cfg, results_dir=tmp_path, progress=False)
+    (res.run_dir / "generator.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="not kept in git.*lease unpack"):
+        runs.score(cfg, results_dir=tmp_path, progress=False)
+    assert not (res.run_dir / "scored").exists()
+    assert cli.main(["score", "A-classifier", "--results-dir", str(tmp_path)]) == cli.EXIT_USER_ERROR
+    assert "not a generator" in capsys.readouterr().err
