@@ -279,3 +279,15 @@ def test_a_generator_run_gets_the_feature_net_of_its_own_feature_steps(monkeypat
     assert [c.steps for c in asked] == [60, experiments.FEATURE_STEPS] and real_run is not fake_run
     with pytest.raises(ValueError, match="positive whole number"):
         experiments.feature_config("cifar10-jpeg", 0)
+
+
+def test_generator_recipe_hashes_are_pinned_after_their_one_change():
+    """Issue 13 changed the generators' config hashes once (train.feature_steps joined them). Full-budget runs
+    are queued and leased by these hashes, so any further change must be deliberate: update this table and
+    say so."""
+    from cifar_nb import experiments
+    pinned = {"A-generator": "d36919cfeef8", "C-generator": "a55428664d7e", "E-generator": "8ea402fbf9cf",
+              "B-generator": "66d530f093af", "B-generator-linear": "f861e9ff162d",
+              "B-generator-sigmoid-128": "4bd7ec4c8975"}
+    assert {n: experiments.get(n).config.hash for n in pinned} == pinned
+    assert experiments.FEATURE_CONFIG.hash == "328c2ee5bffe"
