@@ -360,9 +360,7 @@ def run_card(P: Params, results: dict[str, list[RunResult]], final: bool = False
     n_seeds = len(P.seeds)
     rows.append(("Seeds", ", ".join(map(str, P.seeds))
                  + f" ({n_seeds} run{'s' if n_seeds != 1 else ''} per experiment)"))
-    commits = sorted({e.get("git_commit", "unknown") for e in envs})
-    rows.append(("Code (git commit)", f"runs: {', '.join(commits) or '—'}; this execution: "
-                                      f"{artifacts.git_commit()}"))
+    rows.append(("Code (git commit)", f"{run_commits(results)} · this execution: {_commit(artifacts.git_commit())}"))
     torches = sorted({e.get("torch", "?") for e in envs})
     rows.append(("torch", f"runs: {', '.join(torches) or '—'}; this execution: {torch.__version__}"))
     train_s = sum(float(e.get("wall_time_s") or 0) for e in envs)
@@ -427,6 +425,31 @@ def show_figure(result: RunResult, key: str, max_side: int = 512):
     return Image(data=buf.getvalue(), format="jpeg")
 
 
+def _commit(c: str) -> str:
+    """A commit as the run card shows it: 10 hex digits, and a bold flag when the code had uncommitted changes."""
+    sha, dirty = c.removesuffix("+dirty"), c.endswith("+dirty")
+    return sha[:10] + (" <b>+dirty</b> (uncommitted changes)" if dirty else "")
+
+
+def run_commits(results: dict[str, list[RunResult]]) -> str:
+    """The code each experiment's runs came from: one commit per experiment when its seeds agree, else each
+    commit with the seeds it made; dirty ones flagged."""
+    parts = []
+    for n, rs in results.items():
+        if not rs:
+            continue
+        by: dict[str, list[int]] = {}
+        for r in rs:
+            by.setdefault(r.env.get("git_commit") or "unknown", []).append(r.config.seed)
+        if len(by) == 1:
+            parts.append(f"{n}: {_commit(next(iter(by)))}")
+        else:
+            each = [f"{_commit(c)} (seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s)))})"
+                    for c, s in sorted(by.items(), key=lambda kv: min(kv[1]))]
+            parts.append(f"{n}: " + ", ".join(each))
+    return "; ".join(parts) or "—"
+
+
 def summary_card(P: Params) -> HTML:
     """The summary chapter's run card: what results/ holds, and how it was made."""
     groups = {n: best_group(n, P.results_dir) for n in experiments.REGISTRY}
@@ -439,8 +462,7 @@ def summary_card(P: Params) -> HTML:
         ("Datasets", ", ".join(datasets) or "—"),
         ("Trained on", "; ".join(sorted({f"{e.get('device', '?')} — {e.get('device_name', '?')}"
                                          for e in envs})) or "—"),
-        ("Code (git commit)", f"runs: {', '.join(sorted({e.get('git_commit', '?') for e in envs})) or '—'}; "
-                              f"this execution: {artifacts.git_commit()}"),
+        ("Code (git commit)", f"{run_commits(groups)} · this execution: {_commit(artifacts.git_commit())}"),
         ("torch", f"runs: {', '.join(sorted({e.get('torch', '?') for e in envs})) or '—'}; "
                   f"this execution: {torch.__version__}"),
         ("Wall time", f"training {_dur(sum(float(e.get('wall_time_s') or 0) for e in envs))} in all; "

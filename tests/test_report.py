@@ -230,6 +230,17 @@ def test_run_card_opens_with_what_was_run(tmp_path):
     assert "(1 run per experiment)" in notebook.run_card(P1, {"A-classifier": rs[:1]})._repr_html_()
 
 
+def test_run_card_gives_one_commit_per_experiment_and_flags_dirty_code(tmp_path):
+    a = experiments.get("A-classifier").config.replace(dataset="cifar10-jpeg")
+    rs = [fake_run(tmp_path, a.replace(seed=s), {"test_acc": 0.6}) for s in (0, 1, 2)]
+    for r in rs:
+        r.env["git_commit"] = "a" * 40
+    assert notebook.run_commits({"A-classifier": rs}) == "A-classifier: aaaaaaaaaa"
+    rs[2].env["git_commit"] = "b" * 40 + "+dirty"
+    line = notebook.run_commits({"A-classifier": rs, "C-classifier": []})
+    assert line == "A-classifier: aaaaaaaaaa (seeds 0, 1), bbbbbbbbbb <b>+dirty</b> (uncommitted changes) (seed 2)"
+
+
 def test_reuse_only_execution_refuses_to_train(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_NB_REUSE_ONLY", "1")
     with pytest.raises(ValueError, match="reuses finished runs only.*A-classifier seed 0"):
