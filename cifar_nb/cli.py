@@ -172,7 +172,8 @@ def cmd_score(args) -> int:
     if args.fid_samples is not None:
         cfg = cfg.replace(train=dict(cfg.train, fid_samples=args.fid_samples))
     scores = runs.score(cfg, device=resolve_device(args.device), data_root=args.data_root,
-                        results_dir=args.results_dir, n_samples=args.samples, fid_weights=args.fid_weights)
+                        results_dir=args.results_dir, n_samples=args.samples, fid_weights=args.fid_weights,
+                        sampling_mode=args.sampling_mode)
     shown = {k: v for k, v in scores.items() if isinstance(v, (int, float, str)) or v is None}
     print(json.dumps(shown, indent=2, sort_keys=True))
     return 0
@@ -285,6 +286,9 @@ def _main(argv: list[str] | None = None) -> int:
     q.add_argument("--samples", type=positive_int, help="images to generate (default: the run's fid_samples)")
     q.add_argument("--fid-weights", help="torch-fidelity's Inception weights file (default: $CIFAR_NB_INCEPTION_WEIGHTS "
                                          "or the torch hub cache)")
+    q.add_argument("--sampling-mode", choices=["eval", "train"], default="eval",
+                   help="GANs: BatchNorm with running statistics (eval, ours) or each batch's own (train, as the "
+                        "DCGAN tutorial samples)")
     q.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
     q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
     q.add_argument("--results-dir", help="where the run's artifacts are (default: results/ or $CIFAR_NB_RESULTS)")

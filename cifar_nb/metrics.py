@@ -407,7 +407,8 @@ def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None
     gen_size = int(s.images.shape[-1])
     out = {"eval_seed": seed, "generated_image_size": gen_size, "eval_image_size": size,
            "resized_for_eval": f"bilinear antialiased {gen_size}->{size}" if gen_size != size else None,
-           "torch_fidelity_version": torch_fidelity.__version__}
+           "torch_fidelity_version": torch_fidelity.__version__,
+           "sampling_mode": getattr(handle, "sampling_mode", "eval")}
 
     out.update(fd_cls(images, test_set.images.cpu(), feature_net, device, seed=seed))
     out.update(fd_cls_metric=f"FD-cls: Fréchet distance in penultimate features of {feature_net.description} "

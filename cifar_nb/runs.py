@@ -154,10 +154,10 @@ def feature_net_for(cfg: RunConfig, device="cpu", data_root=None, results_dir=No
 
 
 def score(cfg: RunConfig, device="cpu", data_root=None, results_dir=None, n_samples: int | None = None,
-          fid_weights=None, progress: bool = True) -> dict:
+          fid_weights=None, progress: bool = True, sampling_mode: str = "eval") -> dict:
     """Score a finished generator run again from its saved weights, without retraining: FD-cls and KID always,
     FID where the Inception weights and the CIFAR-100 test set are here, and the figures. Everything goes to
-    <run_dir>/scored/<n>-samples/ (scores.json last); the training artifacts are never touched. The scoring code
+    <run_dir>/scored/<n>-samples[-train-mode]/ (scores.json last); the training artifacts are never touched. The scoring code
     is the one training runs at its end (metrics.evaluate_generator)."""
     import hashlib
     from .artifacts import atomic_write_json, git_commit
@@ -175,9 +175,9 @@ def score(cfg: RunConfig, device="cpu", data_root=None, results_dir=None, n_samp
                                 f"(python -m cifar_nb run {cfg.experiment} --seed {cfg.seed} --force), or bring "
                                 "them back from the machine that trained it (python -m cifar_nb lease unpack)")
     device = torch.device(device)
-    handle = handle_loader_for(cfg.kind)(cfg, weights, device)
+    handle = handle_loader_for(cfg.kind)(cfg, weights, device, sampling_mode)
     n = n_samples or cfg.train.get("fid_samples", 10_000)
-    out = res.run_dir / "scored" / f"{n}-samples"
+    out = res.run_dir / "scored" / (f"{n}-samples" + ("" if sampling_mode == "eval" else f"-{sampling_mode}-mode"))
     feature_net = feature_net_for(cfg, device, data_root, results_dir, progress)
     scores = evaluate_generator(handle, dataset=cfg.dataset, run_dir=out, data_root=data_root, device=device,
                                 seed=cfg.seed, progress=progress, n_samples=n, feature_net=feature_net,

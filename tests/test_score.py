@@ -64,3 +64,26 @@ def test_scoring_refuses_clearly_without_a_run_or_its_weights(tiny_data, stub_fe
     assert not (res.run_dir / "scored").exists()
     assert cli.main(["score", "A-classifier", "--results-dir", str(tmp_path)]) == cli.EXIT_USER_ERROR
     assert "not a generator" in capsys.readouterr().err
+
+
+def test_train_mode_sampling_uses_batch_statistics_and_leaves_the_model_alone(tiny_data, stub_features, tmp_path):
+    from cifar_nb.train import gan
+    cfg = tiny_gan(train={**E_TRICKS, "fid_samples": 16})
+    res = runs.run(cfg, results_dir=tmp_path, progress=False)
+    assert res.metrics["sampling_mode"] == "eval"
+    weights = res.run_dir / "generator.pt"
+    ev, tr = (gan.load_handle(cfg, weights, "cpu", mode) for mode in ("eval", "train"))
+    z = torch.randn(8, *ev.latent_shape, generator=torch.Generator().manual_seed(0))
+    ev.batch_size = tr.batch_size = 8
+    assert not torch.allclose(ev.decode(z), tr.decode(z))            # the two modes compute different images
+    # eval mode: an image depends on its latent only; train mode: on the batch it is drawn in
+    assert torch.allclose(ev.decode(z)[:4], ev.decode(z[:4]), atol=1e-6)
+    assert not torch.allclose(tr.decode(z)[:4], tr.decode(z[:4]), atol=1e-4)
+    stats = {k: v.clone() for k, v in ev.model.generator.state_dict().items() if "running" in k}
+    tr.decode(z)
+    assert all(torch.equal(stats[k], v) for k, v in tr.model.generator.state_dict().items() if "running" in k)
+    scores = runs.score(cfg, results_dir=tmp_path, progress=False, sampling_mode="train")
+    assert scores["sampling_mode"] == "train" and scores["fd_cls"] != res.metrics["fd_cls"]
+    assert (res.run_dir / "scored" / "16-samples-train-mode" / "scores.json").exists()
+    with pytest.raises(ValueError, match="sampling_mode"):
+        gan.load_handle(cfg, weights, "cpu", "test")

@@ -67,6 +67,7 @@ class DDPMGenerator:
 
     conditional = True
     score = None
+    sampling_mode = "eval"
 
     def __init__(self, model, diffusion: Diffusion, num_classes: int, image_shape: tuple, device,
                  sample_steps: int | None = None, batch_size: int = 500, clip_x0: bool = False):
@@ -233,8 +234,10 @@ def train(ctx) -> dict:
     return metrics
 
 
-def load_handle(cfg, path, device) -> DDPMGenerator:
+def load_handle(cfg, path, device, sampling_mode: str = "eval") -> DDPMGenerator:
     """A finished run's sampling network (the EMA weights where it kept one) from <run_dir>/generator.pt."""
+    if sampling_mode != "eval":
+        raise ValueError("the DDPM samples in eval mode only: its U-Net keeps no batch statistics to choose between")
     o, saved = options(cfg), torch.load(path, map_location="cpu", weights_only=True)
     model = build_for_config(cfg, saved["num_classes"], saved["image_size"], saved["in_channels"])
     model.load_state_dict(saved["state_dict"])

@@ -33,6 +33,7 @@ uninterrupted one; the instance-noise level is a function of the step.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from types import SimpleNamespace
@@ -152,16 +153,29 @@ def train_step(s: SimpleNamespace, x_uint8: torch.Tensor, step: int, g: torch.Ge
             "d_real": torch.sigmoid(logit_real.detach()).mean(), "d_fake": torch.sigmoid(logit_fake.detach()).mean()}
 
 
+SAMPLING_MODES = ("eval", "train")
+
+
 class GANGenerator:
-    """A trained DCGAN as a sampling.GeneratorHandle: latents are N(0, I) vectors of length latent_dim,
-    decoded by G in eval mode (BatchNorm running statistics, so an image depends on its latent only),
-    scored by D's probability sigmoid(D(x)). A GAN has no decoder noise, so `seed` is ignored."""
+    """A trained DCGAN as a sampling.GeneratorHandle: latents are N(0, I) vectors of length latent_dim, scored
+    by D's probability sigmoid(D(x)). A GAN has no decoder noise, so `seed` is ignored.
+
+    sampling_mode "eval" (ours): G's BatchNorm uses its running statistics, so an image depends on its latent
+    only. "train": BatchNorm normalises with each batch's own statistics, as the PyTorch DCGAN tutorial samples
+    (it never calls netG.eval()); an image then depends on the batch it is drawn in. Train mode runs on a copy,
+    so sampling never moves the model's running statistics."""
 
     conditional = False
 
-    def __init__(self, model, num_classes: int, device, batch_size: int = 500, G=None, D=None):
+    def __init__(self, model, num_classes: int, device, batch_size: int = 500, G=None, D=None,
+                 sampling_mode: str = "eval"):
+        if sampling_mode not in SAMPLING_MODES:
+            raise ValueError(f"sampling_mode must be one of {SAMPLING_MODES}, got {sampling_mode!r}")
         self.model, self.num_classes, self.device = model.eval(), num_classes, torch.device(device)
         self.G, self.D = G or model.generator, D or model.discriminator
+        self.sampling_mode = sampling_mode
+        if sampling_mode == "train":
+            self.G = copy.deepcopy(model.generator).train()
         self.latent_shape, self.image_size, self.batch_size = (model.latent_dim,), model.image_size, batch_size
         self.images_sampled, self.sampling_s = 0, 0.0
 
@@ -267,14 +281,15 @@ def train(ctx) -> dict:
     return metrics
 
 
-def load_handle(cfg, path, device) -> GANGenerator:
+def load_handle(cfg, path, device, sampling_mode: str = "eval") -> GANGenerator:
     """A finished run's generator (and its discriminator, which ranks the cherry-picked samples) from
     <run_dir>/generator.pt, as the handle training scored it with."""
     o, saved = options(cfg), torch.load(path, map_location="cpu", weights_only=True)
     model = build_for_config(cfg, saved["num_classes"], saved["image_size"], saved["in_channels"])
     model.generator.load_state_dict(saved["state_dict"])
     model.discriminator.load_state_dict(saved["discriminator"])
-    return GANGenerator(model.to(device), saved["num_classes"], device, o["sample_batch"])
+    return GANGenerator(model.to(device), saved["num_classes"], device, o["sample_batch"],
+                        sampling_mode=sampling_mode)
 
 
 def evaluate(ctx, handle: GANGenerator, n_samples: int, batch_size: int, interpolation: str) -> dict:
