@@ -9,8 +9,9 @@ Scores, and when each one is computed:
   fid=None with that reason.
 * FD-cls + KID: always computed, offline-safe. The same Fréchet distance (and torch-fidelity's KID),
   but in the penultimate features of a small classifier this project trains on the generator's own
-  dataset (report C's DenseNet, `load_feature_net`; trained as a run of its own by cifar_nb.runs). It is a different number from FID and is never
-  called FID; it compares runs of this book with each other, not with the reports.
+  dataset (report C's DenseNet, `load_feature_net`; trained as a run of its own by cifar_nb.runs). It is
+  a different number from FID and is never called FID; it compares runs of this book with each other,
+  not with the reports.
 * Nearest training neighbours in pixel space (always) and in LPIPS-AlexNet distance (report A's
   "LPIPS 0.146", where torchvision's AlexNet weights are in the torch hub cache).
 

@@ -157,8 +157,8 @@ def score(cfg: RunConfig, device="cpu", data_root=None, results_dir=None, n_samp
           fid_weights=None, progress: bool = True, sampling_mode: str = "eval") -> dict:
     """Score a finished generator run again from its saved weights, without retraining: FD-cls and KID always,
     FID where the Inception weights and the CIFAR-100 test set are here, and the figures. Everything goes to
-    <run_dir>/scored/<n>-samples[-train-mode]/ (scores.json last); the training artifacts are never touched. The scoring code
-    is the one training runs at its end (metrics.evaluate_generator)."""
+    <run_dir>/scored/<n>-samples[-train-mode]/ (scores.json last); the training artifacts are never touched.
+    The scoring code is the one training runs at its end (metrics.evaluate_generator)."""
     import hashlib
     from .artifacts import atomic_write_json, git_commit
     from .metrics import evaluate_generator

@@ -129,4 +129,5 @@ def test_scoring_never_starts_a_run():
     graph = imports(modules())
     for m in ("cifar_nb.metrics", "cifar_nb.sampling", "cifar_nb.figures"):
         assert "cifar_nb.runs" not in graph[m], f"{m} imports the orchestrator"
-    assert not any(d.startswith("cifar_nb.runs") for d in graph["cifar_nb.train.gan"] | graph["cifar_nb.train.diffusion"])
+    trainers = graph["cifar_nb.train.gan"] | graph["cifar_nb.train.diffusion"]
+    assert not any(d.startswith("cifar_nb.runs") for d in trainers)

@@ -47,7 +47,7 @@ def no_default_root(tmp_path, monkeypatch):
     monkeypatch.delenv("CIFAR_NB_DATA", raising=False)
     project = tmp_path / "clone" / "project"
     project.mkdir(parents=True)
-    monkeypatch.setattr(data, "PROJECT_ROOT", project)
+    monkeypatch.setattr(data.core, "PROJECT_ROOT", project)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -286,7 +286,7 @@ def test_imagefolder_tree_and_tarball(tree, tmp_path, cache, monkeypatch):
     assert np.allclose(s.info.mean, x.mean((0, 2, 3)).numpy(), atol=1e-4)
     assert np.allclose(s.info.std, x.permute(1, 0, 2, 3).flatten(1).std(1, unbiased=False).numpy(), atol=1e-4)
     # decoded once: a second load reads the cache and decodes nothing
-    monkeypatch.setattr(data, "_decode", lambda *a, **k: pytest.fail("decoded twice"))
+    monkeypatch.setattr(data.imagefolder, "_decode", lambda *a, **k: pytest.fail("decoded twice"))
     assert data.load("imagefolder:tree.tar.gz", "train", root=tmp_path).images.shape == (30, 3, 32, 32)
     assert data.describe("imagefolder:tree.tar.gz", root=tmp_path).num_classes == 3
     assert not [f for f in leftovers(cache) if f.endswith(".tmp")]
