@@ -80,11 +80,11 @@ report.budget_table(P, runs)
 # Each thin line is one seed; the thick line and band are the mean ± sample standard deviation across
 # seeds at each evaluation.
 
-# %%
+# %% mystnb={"figure": {"caption": "Report A's classifier: accuracy against step. One thin line per seed; with two seeds or more, the thick line and band are their mean ± sample std.", "name": "fig-report-a-classifier-1"}}
 plots.plot_history(runs["A-classifier"], keys=("train_acc", "test_acc"), ylabel="accuracy",
                    title="Report A classifier: accuracy")
 
-# %%
+# %% mystnb={"figure": {"caption": "Report A's classifier: cross-entropy against step, per seed, measured as in the accuracy figure.", "name": "fig-report-a-classifier-2"}}
 plots.plot_history(runs["A-classifier"], keys=("train_loss", "test_loss"), ylabel="cross-entropy",
                    title="Report A classifier: loss")
 
@@ -94,7 +94,7 @@ plots.plot_history(runs["A-classifier"], keys=("train_loss", "test_loss"), ylabe
 # %% tags=["full-width"]
 report.claims_table(P, runs)
 
-# %%
+# %% mystnb={"figure": {"caption": "Report A's classifier: each claimed accuracy, with the spread the report states, beside our mean over seeds. A hollow marker is not comparable: another dataset, or fewer steps than the report.", "name": "fig-report-a-classifier-3"}}
 plots.plot_claims(report.claim_rows(P, runs, "acc"), title="Report A classifier", xlabel="accuracy (%)")
 
 # %%

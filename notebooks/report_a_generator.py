@@ -81,7 +81,7 @@ report.recipe(P, "A-generator")
 # The two adversarial losses, one thin line per seed and the mean ± std band over seeds. GAN losses do
 # not measure sample quality; they show whether either network overwhelmed the other.
 
-# %%
+# %% mystnb={"figure": {"caption": "Report A's DCGAN: discriminator and generator losses against step, per seed.", "name": "fig-report-a-generator-1"}}
 plots.plot_history(runs["A-generator"], keys=("loss_d", "loss_g"), ylabel="BCE loss",
                    title="Report A DCGAN: losses")
 
@@ -106,34 +106,34 @@ report.generator_notes(runs["A-generator"][0])
 #
 # A random batch from the first seed, exactly as drawn:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "A-generator, seed 0: random samples, not cherry-picked.", "name": "fig-report-a-generator-2"}}
 report.show_figure(runs["A-generator"][0], "figure_random")
 
 # %% [markdown]
 # The same kind of batch beside real CIFAR-100 images, both at two and a half times their size: the real test images
 # are what the report's FID compares with.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "A-generator, seed 0: generated samples beside real CIFAR-100 test images, at the same scale.", "name": "fig-report-a-generator-3"}}
 report.beside_real_cifar100(P, runs["A-generator"][0])
 
 # %% [markdown]
 # Spherical interpolation between pairs of random latents, one pair per row:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "A-generator, seed 0: interpolations between latent vectors, one row per pair.", "name": "fig-report-a-generator-4"}}
 report.show_figure(runs["A-generator"][0], "figure_interpolation")
 
 # %% [markdown]
 # The report shows hand-picked samples; we pick by a rule instead, stated in the figure title and in the
 # table above, so that the choice can be repeated:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "A-generator, seed 0: cherry-picked samples; the rule that picked them is in the image's title.", "name": "fig-report-a-generator-5"}}
 report.show_figure(runs["A-generator"][0], "figure_cherry")
 
 # %% [markdown]
 # Each random sample beside its nearest training images, the check behind the report's LPIPS figure:
 # a generator that copies its training set would show near-duplicates here.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "A-generator, seed 0: random samples (left) and their nearest training images.", "name": "fig-report-a-generator-6"}}
 report.show_figure(runs["A-generator"][0], "figure_nn")
 
 # %% tags=["remove-input"]

@@ -79,11 +79,11 @@ report.budget_table(P, runs)
 #
 # One thin line per seed; the thick line and band are the mean ± sample standard deviation over seeds.
 
-# %%
+# %% mystnb={"figure": {"caption": "Report B's classifier: accuracy against step. One thin line per seed; with two seeds or more, the thick line and band are their mean ± sample std.", "name": "fig-report-b-classifier-1"}}
 plots.plot_history(runs["B-classifier"], keys=("train_acc", "test_acc"), ylabel="accuracy",
                    title="Report B classifier: accuracy")
 
-# %%
+# %% mystnb={"figure": {"caption": "Report B's classifier: cross-entropy against step, per seed, measured as in the accuracy figure.", "name": "fig-report-b-classifier-2"}}
 plots.plot_history(runs["B-classifier"], keys=("train_loss", "test_loss"), ylabel="cross-entropy",
                    title="Report B classifier: loss")
 
@@ -93,7 +93,7 @@ plots.plot_history(runs["B-classifier"], keys=("train_loss", "test_loss"), ylabe
 # %% tags=["full-width"]
 report.claims_table(P, {"B-classifier": runs["B-classifier"]})
 
-# %%
+# %% mystnb={"figure": {"caption": "Report B's classifier: each claimed accuracy, with the spread the report states, beside our mean over seeds. A hollow marker is not comparable: another dataset, or fewer steps than the report.", "name": "fig-report-b-classifier-3"}}
 plots.plot_claims(report.claim_rows(P, {"B-classifier": runs["B-classifier"]}, "acc"),
                   title="Report B classifier", xlabel="accuracy (%)")
 
@@ -108,7 +108,7 @@ plots.plot_claims(report.claim_rows(P, {"B-classifier": runs["B-classifier"]}, "
 # %% tags=["full-width"]
 report.ablation_table(P, runs, ABLATIONS)
 
-# %%
+# %% mystnb={"figure": {"caption": "Report B's ablations (maxima over training): each claimed accuracy, with the spread the report states, beside our mean over seeds. A hollow marker is not comparable: another dataset, or fewer steps than the report.", "name": "fig-report-b-classifier-4"}}
 plots.plot_claims(report.claim_rows(P, {n: runs[n] for n in ABLATIONS}, "acc"),
                   title="Report B ablations: maxima over training", xlabel="accuracy (%)")
 

@@ -87,7 +87,7 @@ report.budget_table(P, runs)
 #
 # The denoising loss of the final model, one thin line per seed and the mean ± std band over seeds:
 
-# %%
+# %% mystnb={"figure": {"caption": "Report B's DDPM: the noise-prediction loss against step, per seed.", "name": "fig-report-b-generator-1"}}
 plots.plot_history(runs["B-generator"], keys=("loss",), ylabel="MSE on the noise",
                    title="Report B DDPM, final model (sigmoid schedule): loss")
 
@@ -96,7 +96,7 @@ plots.plot_history(runs["B-generator"], keys=("loss",), ylabel="MSE on the noise
 # noise levels under each schedule, so it says how each arm trained, not which one samples better; the
 # scores below decide that.
 
-# %%
+# %% mystnb={"figure": {"caption": "Report B's DDPM: the noise-prediction loss of the sigmoid and the linear schedule at batch 128, per seed.", "name": "fig-report-b-generator-2"}}
 plots.plot_comparison({"sigmoid schedule": runs["B-generator-sigmoid-128"],
                        "linear schedule": runs["B-generator-linear"]}, key="loss",
                       ylabel="MSE on the noise", title="Report B DDPM, schedule comparison: loss")
@@ -124,34 +124,34 @@ report.generator_notes(runs["B-generator"][0])
 #
 # A random batch from the first seed, each image conditioned on a random class:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "B-generator, seed 0: random samples, not cherry-picked.", "name": "fig-report-b-generator-3"}}
 report.show_figure(runs["B-generator"][0], "figure_random")
 
 # %% [markdown]
 # The same kind of batch beside real CIFAR-100 images, both at two and a half times their size: the real test images
 # are what the report's FID compares with.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "B-generator, seed 0: generated samples beside real CIFAR-100 test images, at the same scale.", "name": "fig-report-b-generator-4"}}
 report.beside_real_cifar100(P, runs["B-generator"][0])
 
 # %% [markdown]
 # The report interpolates between the starting noise of two samples and conditions every step of the
 # path on the label of the nearer end; we do the same:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "B-generator, seed 0: interpolations between latent vectors, one row per pair.", "name": "fig-report-b-generator-5"}}
 report.show_figure(runs["B-generator"][0], "figure_interpolation")
 
 # %% [markdown]
 # A diffusion model has no discriminator to rank its samples, so the picked batch is chosen by the
 # confidence of the substitute metric's classifier, as the table above states:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "B-generator, seed 0: cherry-picked samples; the rule that picked them is in the image's title.", "name": "fig-report-b-generator-6"}}
 report.show_figure(runs["B-generator"][0], "figure_cherry")
 
 # %% [markdown]
 # Random samples beside their nearest training images:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "B-generator, seed 0: random samples (left) and their nearest training images.", "name": "fig-report-b-generator-7"}}
 report.show_figure(runs["B-generator"][0], "figure_nn")
 
 # %% tags=["remove-input"]

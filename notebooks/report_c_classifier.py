@@ -79,11 +79,11 @@ report.budget_table(P, runs)
 # Train accuracy is measured like test accuracy, on a fixed set of 10,000 training images without
 # augmentation; the accuracy on the augmented batches the network trains on is the "stream" curve.
 
-# %%
+# %% mystnb={"figure": {"caption": "Report C's classifier: accuracy against step. One thin line per seed; with two seeds or more, the thick line and band are their mean ± sample std. stream_acc is measured in training mode on the augmented (AugMix) batches, train_acc and test_acc in eval mode.", "name": "fig-report-c-classifier-1"}}
 plots.plot_history(runs["C-classifier"], keys=("train_acc", "test_acc", "stream_acc"), ylabel="accuracy",
                    title="Report C classifier: accuracy")
 
-# %%
+# %% mystnb={"figure": {"caption": "Report C's classifier: cross-entropy against step, per seed, measured as in the accuracy figure.", "name": "fig-report-c-classifier-2"}}
 plots.plot_history(runs["C-classifier"], keys=("train_loss", "test_loss"), ylabel="cross-entropy",
                    title="Report C classifier: loss")
 
@@ -93,7 +93,7 @@ plots.plot_history(runs["C-classifier"], keys=("train_loss", "test_loss"), ylabe
 # %% tags=["full-width"]
 report.claims_table(P, runs)
 
-# %%
+# %% mystnb={"figure": {"caption": "Report C's classifier: each claimed accuracy, with the spread the report states, beside our mean over seeds. A hollow marker is not comparable: another dataset, or fewer steps than the report.", "name": "fig-report-c-classifier-3"}}
 plots.plot_claims(report.claim_rows(P, runs, "acc"), title="Report C classifier", xlabel="accuracy (%)")
 
 # %%

@@ -70,7 +70,7 @@ report.budget_table(P, runs)
 #
 # One thin line per seed and the mean ± std band over seeds.
 
-# %%
+# %% mystnb={"figure": {"caption": "Report C's DCGAN: discriminator and generator losses against step, per seed.", "name": "fig-report-c-generator-1"}}
 plots.plot_history(runs["C-generator"], keys=("loss_d", "loss_g"), ylabel="BCE loss",
                    title="Report C DCGAN: losses")
 
@@ -93,32 +93,32 @@ report.generator_notes(runs["C-generator"][0])
 #
 # A random batch from the first seed, not selected in any way:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "C-generator, seed 0: random samples, not cherry-picked.", "name": "fig-report-c-generator-2"}}
 report.show_figure(runs["C-generator"][0], "figure_random")
 
 # %% [markdown]
 # The same kind of batch beside real CIFAR-100 images, both at two and a half times their size: the real test images
 # are what the report's FID compares with.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "C-generator, seed 0: generated samples beside real CIFAR-100 test images, at the same scale.", "name": "fig-report-c-generator-3"}}
 report.beside_real_cifar100(P, runs["C-generator"][0])
 
 # %% [markdown]
 # Linear interpolation between pairs of random latents, as in the report:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "C-generator, seed 0: interpolations between latent vectors, one row per pair.", "name": "fig-report-c-generator-4"}}
 report.show_figure(runs["C-generator"][0], "figure_interpolation")
 
 # %% [markdown]
 # Samples picked by the stated rule (the report shows none):
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "C-generator, seed 0: cherry-picked samples; the rule that picked them is in the image's title.", "name": "fig-report-c-generator-5"}}
 report.show_figure(runs["C-generator"][0], "figure_cherry")
 
 # %% [markdown]
 # Random samples beside their nearest training images:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "C-generator, seed 0: random samples (left) and their nearest training images.", "name": "fig-report-c-generator-6"}}
 report.show_figure(runs["C-generator"][0], "figure_nn")
 
 # %% tags=["remove-input"]

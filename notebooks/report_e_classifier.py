@@ -88,11 +88,11 @@ report.budget_table(P, runs)
 # label-smoothed batches the optimiser sees, and `train_*` in eval mode on 10,000 unaugmented training
 # images, exactly as the test split is measured.
 
-# %%
+# %% mystnb={"figure": {"caption": "Report E's classifier: accuracy against step. One thin line per seed; with two seeds or more, the thick line and band are their mean ± sample std. stream_acc is measured in training mode on the augmented batches, train_acc and test_acc in eval mode.", "name": "fig-report-e-classifier-1"}}
 plots.plot_history(runs["E-classifier"], keys=("stream_acc", "train_acc", "test_acc"), ylabel="accuracy",
                    title="Report E classifier: accuracy")
 
-# %%
+# %% mystnb={"figure": {"caption": "Report E's classifier: cross-entropy against step, per seed, measured as in the accuracy figure; the training-mode loss includes label smoothing, the eval-mode losses do not.", "name": "fig-report-e-classifier-2"}}
 plots.plot_history(runs["E-classifier"], keys=("stream_loss", "train_loss", "test_loss"), ylabel="cross-entropy",
                    title="Report E classifier: loss")
 
@@ -102,7 +102,7 @@ plots.plot_history(runs["E-classifier"], keys=("stream_loss", "train_loss", "tes
 # %% tags=["full-width"]
 report.claims_table(P, runs)
 
-# %%
+# %% mystnb={"figure": {"caption": "Report E's classifier: each claimed accuracy, with the spread the report states, beside our mean over seeds. A hollow marker is not comparable: another dataset, or fewer steps than the report.", "name": "fig-report-e-classifier-3"}}
 plots.plot_claims(report.claim_rows(P, runs, "acc"), title="Report E classifier", xlabel="accuracy (%)")
 
 # %%

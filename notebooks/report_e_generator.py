@@ -73,7 +73,7 @@ report.budget_table(P, runs)
 #
 # One thin line per seed and the mean ± std band over seeds.
 
-# %%
+# %% mystnb={"figure": {"caption": "Report E's DCGAN: discriminator and generator losses against step, per seed.", "name": "fig-report-e-generator-1"}}
 plots.plot_history(runs["E-generator"], keys=("loss_d", "loss_g"), ylabel="BCE loss",
                    title="Report E DCGAN: losses")
 
@@ -94,33 +94,33 @@ report.generator_notes(runs["E-generator"][0])
 #
 # A random batch from the first seed, as drawn:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "E-generator, seed 0: random samples, not cherry-picked.", "name": "fig-report-e-generator-2"}}
 report.show_figure(runs["E-generator"][0], "figure_random")
 
 # %% [markdown]
 # The same kind of batch beside real CIFAR-100 images, both at two and a half times their size: the real test images
 # are what the report's FID compares with.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "E-generator, seed 0: generated samples beside real CIFAR-100 test images, at the same scale.", "name": "fig-report-e-generator-3"}}
 report.beside_real_cifar100(P, runs["E-generator"][0])
 
 # %% [markdown]
 # Interpolation between pairs of random latents, one pair per row:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "E-generator, seed 0: interpolations between latent vectors, one row per pair.", "name": "fig-report-e-generator-4"}}
 report.show_figure(runs["E-generator"][0], "figure_interpolation")
 
 # %% [markdown]
 # The report shows hand-picked samples; ours are picked by the discriminator's score, a rule anyone can
 # repeat:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "E-generator, seed 0: cherry-picked samples; the rule that picked them is in the image's title.", "name": "fig-report-e-generator-5"}}
 report.show_figure(runs["E-generator"][0], "figure_cherry")
 
 # %% [markdown]
 # Random samples beside their nearest training images:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "E-generator, seed 0: random samples (left) and their nearest training images.", "name": "fig-report-e-generator-6"}}
 report.show_figure(runs["E-generator"][0], "figure_nn")
 
 # %% tags=["remove-input"]

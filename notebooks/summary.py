@@ -68,7 +68,7 @@ report.verdict_counts(P.results_dir)
 # The report's headline accuracy (with its stated ±) beside ours (mean ± std over seeds). A point
 # without a partner means that side has no number.
 
-# %%
+# %% mystnb={"figure": {"caption": "Headline accuracies: each claimed accuracy, with the spread the report states, beside our mean over seeds. A hollow marker is not comparable: another dataset, or fewer steps than the report.", "name": "fig-summary-1"}}
 plots.plot_claims(report.leaderboard_claim_rows(P.results_dir, "acc"), title="Headline accuracies",
                   xlabel="accuracy (%)")
 

@@ -192,3 +192,23 @@ def test_every_chapter_s_preview_runs_are_found_by_the_configs_the_code_derives(
         missing += [f"{c.experiment} seed {c.seed} ({c.hash})" for n in exps for c in P.configs(n)
                     if artifacts.load_complete(c, P.results_dir) is None]
     assert not missing, f"previews not found in results/: {missing}"
+
+
+FIGURE_CALLS = ("plots.plot_history(", "plots.plot_comparison(", "plots.plot_claims(", "report.show_figure(",
+                "report.beside_real_cifar100(")
+
+
+def test_every_figure_has_a_numbered_caption():
+    """A cell that draws one figure carries myst-nb's figure metadata, so the book numbers it (Fig. N) and
+    captions it; the names are unique across the book, so a reference to one cannot land on another."""
+    import jupytext
+    names, seen = [], 0
+    for src in sorted((ROOT / "notebooks").glob("*.py")):
+        for c in jupytext.read(src).cells:
+            if c.cell_type != "code" or not c.source.lstrip().startswith(FIGURE_CALLS):
+                continue
+            seen += 1
+            fig = c.metadata.get("mystnb", {}).get("figure", {})
+            assert len(fig.get("caption", "")) > 30 and fig.get("name"), f"{src.name}: uncaptioned figure\n{c.source}"
+            names.append(fig["name"])
+    assert seen >= 35 and len(names) == len(set(names))
