@@ -148,13 +148,15 @@ def h200_speeds() -> dict[str, float]:
 
 
 def _base_experiment(name: str) -> str:
-    """Experiments that share a network and batch size with a benchmarked one (ablations, arms)."""
+    """Experiments that share a network (and, but for the feature run, a batch size) with a benchmarked one."""
     if name.startswith("B-ablation"):
         return "B-classifier"
     if name.startswith("B-generator"):
         return "B-generator"
     if name.startswith("D-search"):
         return "D-search"
+    if name == experiments.FEATURE_CONFIG.experiment:     # report C's DenseNet, at batch 256 instead of 512
+        return "C-classifier"
     return name
 
 
@@ -163,8 +165,8 @@ def estimate(cfg: RunConfig, speeds: dict[str, float], h200: dict[str, float] | 
     """(CPU seconds, H200 seconds) for a whole run of `cfg`. The H200 figure is measured where a lease has
     brought back a speed for the experiment (or the one it shares a network with), else the speed model's."""
     rate = speeds.get(cfg.experiment) or speeds.get(_base_experiment(cfg.experiment))
-    if rate is None and cfg.model == "search_cnn":
-        rate = None
+    if rate and cfg.experiment == experiments.FEATURE_CONFIG.experiment and cfg.experiment not in speeds:
+        rate *= experiments.get("C-classifier").config.batch_size / cfg.batch_size   # a step's cost ~ its batch
     over = 1 + EVAL_OVERHEAD[cfg.kind]
     cpu = cfg.steps / rate * over if rate else None
     measured = (h200 or {}).get(cfg.experiment) or (h200 or {}).get(_base_experiment(cfg.experiment))
@@ -221,7 +223,25 @@ def plan(data_root=None, results_dir=None) -> list[Entry]:
         rate = _measured_cpu_rates(entries).get(e.experiment)
         if rate:
             e.est_cpu_s = e.config.steps / rate
+    _add_feature_runs(entries, speeds, h200, results_dir)
     return entries
+
+
+def _add_feature_runs(entries: list["Entry"], speeds, h200, results_dir) -> None:
+    """A generator run first trains its FD-cls feature run unless that is finished; the first unfinished
+    generator entry per feature run carries that time in its estimates."""
+    counted = set()
+    for e in entries:
+        if e.config.kind not in experiments.GENERATOR_KINDS or e.state == "done":
+            continue
+        f = experiments.feature_config(e.config.dataset, e.config.train.get("feature_steps", experiments.FEATURE_STEPS))
+        if f.hash in counted or artifacts.load_complete(f, results_dir) is not None:
+            continue
+        counted.add(f.hash)
+        cpu, gpu = estimate(f, speeds, h200)
+        e.est_cpu_s = e.est_cpu_s + cpu if e.est_cpu_s is not None and cpu is not None else e.est_cpu_s
+        e.est_h200_s = e.est_h200_s + gpu if e.est_h200_s is not None else e.est_h200_s
+        e.extra["feature_run_cpu_s"] = cpu
 
 
 def _fill_state(e: Entry, results_dir) -> None:

@@ -199,3 +199,21 @@ def test_h200_estimates_use_a_lease_s_measured_speed_where_there_is_one():
     assert measured == pytest.approx(200.0)
     _, shared = queue.estimate(experiments.get("B-ablation-2").config, {}, {"B-classifier": 25.0})
     assert shared == pytest.approx(400.0)
+
+
+def test_a_generator_s_estimate_includes_its_feature_run_until_that_is_finished(tmp_path, monkeypatch):
+    monkeypatch.delenv("CIFAR_NB_DATA", raising=False)
+    speeds, h200 = queue.cpu_speeds(), queue.h200_speeds()
+    gens = [e for e in queue.plan(results_dir=tmp_path) if e.experiment == "C-generator"]
+    feature = experiments.feature_config(gens[0].config.dataset, experiments.FEATURE_STEPS)
+    f_cpu, f_gpu = queue.estimate(feature, speeds, h200)
+    g_cpu, g_gpu = queue.estimate(gens[0].config, speeds, h200)
+    assert f_cpu > 0 and gens[0].est_cpu_s == pytest.approx(g_cpu + f_cpu)
+    assert gens[0].est_h200_s == pytest.approx(g_gpu + f_gpu)
+    assert gens[1].est_cpu_s == pytest.approx(g_cpu)             # one feature run per dataset, counted once
+    # once the feature run is finished, no generator carries it
+    d = artifacts.run_dir(feature, tmp_path)
+    artifacts.atomic_write_json(d / "config.json", feature.to_dict())
+    artifacts.atomic_write_json(d / "metrics.json", {"test_acc": 0.5})
+    gens = [e for e in queue.plan(results_dir=tmp_path) if e.experiment == "C-generator"]
+    assert gens[0].est_cpu_s == pytest.approx(g_cpu)
