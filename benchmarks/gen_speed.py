@@ -28,7 +28,7 @@ import torch
 from cifar_nb import experiments
 from cifar_nb.budget import count_params
 from cifar_nb.config import DATASET_SHAPES
-from cifar_nb.artifacts import device_name
+from cifar_nb.engine.artifacts import device_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -46,7 +46,7 @@ def _sync(device):
 
 
 def bench_gan(cfg, info, images, device, steps, warmup, samples, use_compile) -> dict:
-    from cifar_nb.train import gan
+    from cifar_nb.engine.train import gan
     cfg = cfg.replace(train={**cfg.train, "compile": use_compile})
     s = gan.setup(cfg, info, device)
     s.model.train()
@@ -71,7 +71,7 @@ def bench_gan(cfg, info, images, device, steps, warmup, samples, use_compile) ->
 def bench_diffusion(cfg, info, images, device, steps, warmup, samples, use_compile) -> dict:
     """Report B's DDPM. Sampling costs one network call per sampler step, so on the CPU only a few of the
     T steps are timed and the rate is scaled to the full T-step sampler (sample_extrapolated says so)."""
-    from cifar_nb.train import diffusion
+    from cifar_nb.engine.train import diffusion
     timed_steps = None if device.type == "cuda" else 5
     cfg = cfg.replace(train={**cfg.train, "compile": use_compile, "sample_steps": timed_steps})
     s = diffusion.setup(cfg, info, device)

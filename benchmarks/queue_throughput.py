@@ -28,11 +28,11 @@ exp = experiments.get({name!r})
 ds = "addnist" if exp.config.dataset == "addnist" else "cifar10-jpeg"
 cfg = exp.make_config(dataset=ds)
 if cfg.kind == "classifier":
-    from cifar_nb.train.classifier import Loop
+    from cifar_nb.engine.train.classifier import Loop
     loop = Loop(cfg, data.load(ds, "train"), "cpu")
     step = loop.step
 else:
-    from cifar_nb.train import gan
+    from cifar_nb.engine.train import gan
     tr = data.load(ds, "train")
     s = gan.setup(cfg, tr.info, torch.device("cpu")); s.model.train()
     g = torch.Generator().manual_seed(0)

@@ -3,7 +3,7 @@
     python benchmarks/train_speed.py [--device auto] [--steps 20] [--data-root DIR] [--dataset cifar10-jpeg]
                                      [--workers 2] [--compile] [--experiments A-classifier ...]
 
-default     cifar_nb.train.classifier.Loop.step with the runtime the queue uses here (cifar_nb.runtime.default_runtime:
+default     cifar_nb.engine.train.classifier.Loop.step with the runtime the queue uses here (cifar_nb.engine.runtime.default_runtime:
             bf16 autocast / channels_last / compile where they were measured faster on this kind of device, fp32
             eager on a CPU without native bf16); data resident on the device, augmentation batched on it.
 fp32 eager  the same loop forced to fp32, eager, contiguous (the loop's CPU path before the runtime options).
@@ -30,12 +30,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cifar_nb import data, experiments
+from cifar_nb import experiments
+from cifar_nb.engine import data
+from cifar_nb.engine.artifacts import device_name
+from cifar_nb.engine.runtime import Runtime, default_runtime
+from cifar_nb.engine.train.classifier import Loop
+from cifar_nb.engine.train.optim import build_optimizer, build_scheduler
 from cifar_nb.models import build_for_config
-from cifar_nb.artifacts import device_name
-from cifar_nb.runtime import Runtime, default_runtime
-from cifar_nb.train.classifier import Loop
-from cifar_nb.train.optim import build_optimizer, build_scheduler
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_EXPERIMENTS = ("A-classifier", "B-classifier", "C-classifier", "E-classifier")
@@ -43,7 +44,7 @@ DEFAULT_EXPERIMENTS = ("A-classifier", "B-classifier", "C-classifier", "E-classi
 
 def pil_transform(spec: dict, info):
     """The augment spec as a per-image torchvision.transforms.v2 pipeline on PIL images (same order as
-    cifar_nb.augment: augmix, colour, rotation, affine, crop, flips, then tensor noise and normalisation)."""
+    cifar_nb.engine.augment: augmix, colour, rotation, affine, crop, flips, then tensor noise and normalisation)."""
     from torchvision.transforms import v2
     ts = []
     if spec.get("augmix"):
@@ -238,7 +239,7 @@ def _time_variant(cfg, train_set, device, steps, warmup, name):
     """steps/s of one runtime combination, in a child process: torch.compile has aborted the whole process on
     one CPU here ("double free or corruption"), and a crash must cost one cell of the table, not the run."""
     import subprocess
-    code = ("import sys,json,torch; from cifar_nb import data, experiments; from cifar_nb.runtime import Runtime; "
+    code = ("import sys,json,torch; from cifar_nb import data, experiments; from cifar_nb.engine.runtime import Runtime; "
             "sys.path.insert(0, %r); from train_speed import time_fast; torch.set_num_threads(%d); "
             "exp=experiments.get(%r); tr=data.load(%r,'train'); cfg=exp.make_config(dataset=%r); "
             "print(json.dumps(time_fast(cfg, tr, torch.device(%r), %d, %d, False, runtime=Runtime(**%r))))"

@@ -20,13 +20,23 @@ import argparse
 import json
 import os
 import sys
+import traceback
+from datetime import datetime
 from pathlib import Path
 
 import torch
 
+from cifar_nb import experiments
+from cifar_nb.book import status
+from cifar_nb.book.execute import main as execute_main
+from cifar_nb.budget import BudgetError
+from cifar_nb.engine import artifacts, queue, runs, search
+from cifar_nb.engine.data import DATA_ROOT_RULES, DataError, cache_dir, check, locate_data_root
+from cifar_nb.engine.lease import main as lease_main
+from cifar_nb.engine.runtime import resolve_device as to_device
+
 
 def resolve_device(name: str) -> str:
-    from .runtime import resolve_device as to_device
     try:
         return str(to_device(name))
     except ValueError as e:
@@ -57,10 +67,7 @@ EXIT_USER_ERROR, EXIT_BUG, EXIT_INTERRUPTED = 2, 70, 130
 
 
 def _error_log(exc: BaseException) -> Path | None:
-    import traceback
-    from datetime import datetime
     try:
-        from .data import cache_dir
         path = cache_dir() / "logs" / f"error-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(traceback.format_exception(exc)))
@@ -100,7 +107,6 @@ def _unexpected(e: BaseException) -> int:
 
 
 def cmd_list(args) -> int:
-    from . import experiments
     rows = [experiments.get(n).summary() for n in experiments.REGISTRY]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -129,9 +135,6 @@ def _claim_value(c: dict) -> str:
 
 
 def cmd_run(args) -> int:
-    from . import artifacts, experiments, runs
-    from .budget import BudgetError
-    from .data import DataError
     try:
         exp = experiments.get(args.experiment)
     except KeyError as e:
@@ -164,7 +167,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from . import experiments, runs
     exp = experiments.get(args.experiment)
     overrides = {k: v for k, v in dict(steps=args.steps, dataset=args.dataset,
                                        batch_size=args.batch_size).items() if v is not None}
@@ -180,7 +182,6 @@ def cmd_score(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .data import DATA_ROOT_RULES, DataError, check, locate_data_root
     try:
         root, rule = locate_data_root(args.data_root)
     except DataError as e:
@@ -194,7 +195,6 @@ def cmd_data(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from . import status
     if args.write:
         print(f"wrote {status.write(args.write, args.results_dir)}")
     else:
@@ -203,7 +203,6 @@ def cmd_status(args) -> int:
 
 
 def cmd_queue(args) -> int:
-    from . import queue
     if args.action is None:
         entries = queue.plan(args.data_root, args.results_dir)
         if args.json:
@@ -211,7 +210,6 @@ def cmd_queue(args) -> int:
         else:
             queue.print_plan(entries)
         return 0
-    from .runtime import resolve_device as to_device
     try:
         device = to_device(args.device)
     except ValueError as e:
@@ -238,17 +236,55 @@ def cmd_queue(args) -> int:
         raise SystemExit(f"error: {e}")
 
 
+def search_main(argv: list[str] | None = None) -> int:
+    """`python -m cifar_nb search`: report D's search (cifar_nb.engine.search), then the retrain of its top 3."""
+    p = argparse.ArgumentParser(prog="python -m cifar_nb search", description=search.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", choices=sorted(search.MAX_PARAMS))
+    p.add_argument("--scale", type=float, default=1.0, help="shrink the whole plan (1 = report D's)")
+    p.add_argument("--preview", action="store_true", help="the notebook's tiny smoke-test plan (overrides --scale)")
+    p.add_argument("--storage", help="Optuna storage URL (default: SQLite in the search's results folder); "
+                                     "sqlite:///path.db on one machine, postgresql://... for a cluster")
+    p.add_argument("--n-jobs", type=int, default=1, help="trials at once in this process (threads)")
+    p.add_argument("--pruner", choices=["asha", "hyperband"], default="asha")
+    p.add_argument("--dataset", help="cifar100 (default), cifar10, cifar10-jpeg, imagefolder:<path>")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--retrain-steps", type=int, help="steps of the top-3 retrain (default: the plan's)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the top-3 retrain")
+    p.add_argument("--search-only", action="store_true", help="skip the retrain of the top 3")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
+    p.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
+    p.add_argument("--results-dir", help="where artifacts go (default: results/ or $CIFAR_NB_RESULTS)")
+    p.add_argument("--progress", action="store_true", help="a progress bar per training run")
+    args = p.parse_args(argv)
+    if args.n_jobs < 1:
+        raise SystemExit("error: --n-jobs must be at least 1")
+
+    try:
+        if args.preview:
+            plan = search.preview_plan(args.experiment, args.dataset, retrain_steps=args.retrain_steps or 60,
+                                batch_size=args.batch_size)
+        else:
+            plan = search.make_plan(args.experiment, args.scale, dataset=args.dataset, batch_size=args.batch_size,
+                             retrain_steps=args.retrain_steps, pruner=args.pruner)
+        res = search.run_all(plan, seeds=args.seeds, device=resolve_device(args.device), data_root=args.data_root,
+                      results_dir=args.results_dir, storage=args.storage, n_jobs=args.n_jobs,
+                      retrain=not args.search_only, progress=args.progress, verbose=True)
+    except (BudgetError, DataError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
+    print(json.dumps(res.summary(), indent=2))
+    print(f"results in {res.dir}")
+    return 0
+
+
 def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Sub-tools with their own argument parsers.
     if argv and argv[0] == "execute":
-        from .execute import main as execute_main
         return execute_main(argv[1:])
     if argv and argv[0] == "search":
-        from .search import main as search_main
         return search_main(argv[1:])
     if argv and argv[0] == "lease":
-        from .lease import main as lease_main
         return lease_main(argv[1:])
 
     p = argparse.ArgumentParser(prog="python -m cifar_nb", description=__doc__,

@@ -2,7 +2,7 @@
 
 Everything that changes a run's numbers is a field here (or inside one of its dicts), so the config's hash
 names the run's folder, and two runs with the same hash are the same run. Where a run executes (device,
-precision, threads: cifar_nb.runtime) and where its data lives are not, so they never change the hash.
+precision, threads: cifar_nb.engine.runtime) and where its data lives are not, so they never change the hash.
 """
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
+
+# The folder that holds the cifar_nb package: results/, benchmarks/ and the notebooks live there.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 RUN_KINDS = ("classifier", "gan", "diffusion")
 
@@ -42,7 +46,7 @@ class RunConfig:
     seed: int = 0
     optimizer: dict = field(default_factory=dict)   # {"name": "adam", "lr": 1e-3, ...}
     scheduler: dict = field(default_factory=dict)   # {"name": "exponential", ...} or {}
-    augment: dict = field(default_factory=dict)     # see cifar_nb.augment
+    augment: dict = field(default_factory=dict)     # see cifar_nb.engine.augment
     train: dict = field(default_factory=dict)       # loop knobs: label_smoothing, val_size, gan tricks...
     eval_every: int = 500
     out_of_budget: bool = False

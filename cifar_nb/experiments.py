@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import budget
-from .config import RunConfig, dataset_shape
+from cifar_nb import budget
+from cifar_nb.config import RunConfig, dataset_shape
+from cifar_nb.models import build_for_config
 
 REPORT_FILES = {
     "A": "000_6811a92de80c26e6.txt",
@@ -84,7 +85,6 @@ class Experiment:
         return self.config.replace(**overrides)
 
     def summary(self) -> dict:
-        from .models import build_for_config
         cfg = self.config
         n = budget.count_params(build_for_config(cfg, **dataset_shape(cfg.dataset)))
         return {
@@ -316,7 +316,7 @@ register(Experiment(
 ))
 
 # ---------------------------------------------------------------------------------------------
-# Report D: architecture and hyper-parameter search, run by cifar_nb/search.py. Each config is the final
+# Report D: architecture and hyper-parameter search, run by cifar_nb/engine/search/. Each config is the final
 # training of a chosen model (report D §V: all 50k training images, 100 epochs, scored on the test set), shown
 # for CNN6 with the report's winning SGD settings. The search derives its trials from it: 30 epochs on a
 # 40k/10k train/validation split, model and optimiser chosen per trial.

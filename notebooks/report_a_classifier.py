@@ -25,18 +25,10 @@ fid_samples = None       # generators only
 results_dir = None       # None: the project's results/
 preview = False
 
-# %% tags=["hide-input"]
-from cifar_nb import plots, report
+# %% tags=["remove-input", "remove-stdout", "remove-stderr", "nbval-ignore-output"]
+from cifar_nb.book import chapter, plots, report
 
-P = report.validate_parameters(["A-classifier"], device=device, dataset=dataset, data_root=data_root,
-                               steps=steps, batch_size=batch_size, seeds=seeds, fid_samples=fid_samples,
-                               results_dir=results_dir, preview=preview)
-
-# %% tags=["hide-cell", "nbval-ignore-output"]
-runs = P.run_all()
-
-# %% tags=["remove-input", "nbval-ignore-output"]
-report.show_run_card(P, runs)
+P, runs = chapter.start(globals(), "A-classifier")
 
 # %% [markdown]
 # ## What the report claims
@@ -114,4 +106,4 @@ report.verdict_summary(P, runs)
 # does.
 
 # %% tags=["remove-input", "nbval-ignore-output"]
-report.finish(P)
+chapter.finish(P)

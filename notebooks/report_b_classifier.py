@@ -26,19 +26,11 @@ fid_samples = None       # generators only
 results_dir = None       # None: the project's results/
 preview = False
 
-# %% tags=["hide-input"]
-from cifar_nb import plots, report
+# %% tags=["remove-input", "remove-stdout", "remove-stderr", "nbval-ignore-output"]
+from cifar_nb.book import chapter, plots, report
 
-ABLATIONS = ["B-ablation-1", "B-ablation-2", "B-ablation-3", "B-ablation-4"]
-P = report.validate_parameters(["B-classifier"] + ABLATIONS, device=device, dataset=dataset,
-                               data_root=data_root, steps=steps, batch_size=batch_size, seeds=seeds,
-                               fid_samples=fid_samples, results_dir=results_dir, preview=preview)
-
-# %% tags=["hide-cell", "nbval-ignore-output"]
-runs = P.run_all()
-
-# %% tags=["remove-input", "nbval-ignore-output"]
-report.show_run_card(P, runs)
+P, runs = chapter.start(globals(), "B-classifier", "B-ablation-1", "B-ablation-2", "B-ablation-3",
+                        "B-ablation-4")
 
 # %% [markdown]
 # ## What the report claims
@@ -48,7 +40,7 @@ report.show_run_card(P, runs)
 # highest test and train accuracy of one run each, without a spread.
 
 # %%
-report.claims_list(["B-classifier"] + ABLATIONS)
+report.claims_list(P.experiments)
 
 # %% [markdown]
 # ## Our reading of the network
@@ -106,10 +98,10 @@ plots.plot_claims(report.claim_rows(P, {"B-classifier": runs["B-classifier"]}, "
 # probability of 0.4. The report's numbers are maxima over training, so ours are too.
 
 # %% tags=["full-width"]
-report.ablation_table(P, runs, ABLATIONS)
+report.ablation_table(P, runs, P.experiments[1:])
 
 # %% mystnb={"figure": {"caption": "Report B's ablations (maxima over training): each claimed accuracy, with the spread the report states, beside our mean over seeds. A hollow marker is not comparable: another dataset, or fewer steps than the report.", "name": "fig-report-b-classifier-4"}}
-plots.plot_claims(report.claim_rows(P, {n: runs[n] for n in ABLATIONS}, "acc"),
+plots.plot_claims(report.claim_rows(P, {n: runs[n] for n in P.experiments[1:]}, "acc"),
                   title="Report B ablations: maxima over training", xlabel="accuracy (%)")
 
 # %%
@@ -128,4 +120,4 @@ report.verdict_summary(P, runs)
 # the final recipe at this number of seeds.
 
 # %% tags=["remove-input", "nbval-ignore-output"]
-report.finish(P)
+chapter.finish(P)

@@ -28,19 +28,10 @@ fid_samples = None       # None: 10,000 generated images
 results_dir = None       # None: the project's results/
 preview = False
 
-# %% tags=["hide-input"]
-from cifar_nb import plots, report
+# %% tags=["remove-input", "remove-stdout", "remove-stderr", "nbval-ignore-output"]
+from cifar_nb.book import chapter, plots, report
 
-NAMES = ["B-generator", "B-generator-sigmoid-128", "B-generator-linear"]
-P = report.validate_parameters(NAMES, device=device, dataset=dataset,
-                               data_root=data_root, steps=steps, batch_size=batch_size, seeds=seeds,
-                               fid_samples=fid_samples, results_dir=results_dir, preview=preview)
-
-# %% tags=["hide-cell", "nbval-ignore-output"]
-runs = P.run_all()
-
-# %% tags=["remove-input", "nbval-ignore-output"]
-report.show_run_card(P, runs)
+P, runs = chapter.start(globals(), "B-generator", "B-generator-sigmoid-128", "B-generator-linear")
 
 # %% [markdown]
 # ## What the report claims
@@ -49,7 +40,7 @@ report.show_run_card(P, runs)
 # batch 128, the sigmoid schedule scored 75.19 and the linear one 90.52.
 
 # %%
-report.claims_list(NAMES)
+report.claims_list(P.experiments)
 
 # %% [markdown]
 # ## Our reading of the network
@@ -125,7 +116,7 @@ report.generator_notes(runs["B-generator"][0])
 # A random batch from the first seed, each image conditioned on a random class:
 
 # %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "B-generator, seed 0: random samples, not cherry-picked.", "name": "fig-report-b-generator-3"}}
-report.show_figure(runs["B-generator"][0], "figure_random")
+chapter.show_figure(runs["B-generator"][0], "figure_random")
 
 # %% [markdown]
 # The same kind of batch beside real CIFAR-100 images, both at two and a half times their size: the real test images
@@ -139,23 +130,23 @@ report.beside_real_cifar100(P, runs["B-generator"][0])
 # path on the label of the nearer end; we do the same:
 
 # %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "B-generator, seed 0: interpolations between latent vectors, one row per pair.", "name": "fig-report-b-generator-5"}}
-report.show_figure(runs["B-generator"][0], "figure_interpolation")
+chapter.show_figure(runs["B-generator"][0], "figure_interpolation")
 
 # %% [markdown]
 # A diffusion model has no discriminator to rank its samples, so the picked batch is chosen by the
 # confidence of the substitute metric's classifier, as the table above states:
 
 # %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "B-generator, seed 0: cherry-picked samples; the rule that picked them is in the image's title.", "name": "fig-report-b-generator-6"}}
-report.show_figure(runs["B-generator"][0], "figure_cherry")
+chapter.show_figure(runs["B-generator"][0], "figure_cherry")
 
 # %% [markdown]
 # Random samples beside their nearest training images:
 
 # %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "B-generator, seed 0: random samples (left) and their nearest training images.", "name": "fig-report-b-generator-7"}}
-report.show_figure(runs["B-generator"][0], "figure_nn")
+chapter.show_figure(runs["B-generator"][0], "figure_nn")
 
 # %% tags=["remove-input"]
 report.verdict_summary(P, runs)
 
 # %% tags=["remove-input", "nbval-ignore-output"]
-report.finish(P)
+chapter.finish(P)

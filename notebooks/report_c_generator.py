@@ -25,18 +25,10 @@ fid_samples = None       # None: 10,000 generated images
 results_dir = None       # None: the project's results/
 preview = False
 
-# %% tags=["hide-input"]
-from cifar_nb import plots, report
+# %% tags=["remove-input", "remove-stdout", "remove-stderr", "nbval-ignore-output"]
+from cifar_nb.book import chapter, plots, report
 
-P = report.validate_parameters(["C-generator"], device=device, dataset=dataset, data_root=data_root,
-                               steps=steps, batch_size=batch_size, seeds=seeds, fid_samples=fid_samples,
-                               results_dir=results_dir, preview=preview)
-
-# %% tags=["hide-cell", "nbval-ignore-output"]
-runs = P.run_all()
-
-# %% tags=["remove-input", "nbval-ignore-output"]
-report.show_run_card(P, runs)
+P, runs = chapter.start(globals(), "C-generator")
 
 # %% [markdown]
 # ## What the report claims
@@ -94,7 +86,7 @@ report.generator_notes(runs["C-generator"][0])
 # A random batch from the first seed, not selected in any way:
 
 # %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "C-generator, seed 0: random samples, not cherry-picked.", "name": "fig-report-c-generator-2"}}
-report.show_figure(runs["C-generator"][0], "figure_random")
+chapter.show_figure(runs["C-generator"][0], "figure_random")
 
 # %% [markdown]
 # The same kind of batch beside real CIFAR-100 images, both at two and a half times their size: the real test images
@@ -107,22 +99,22 @@ report.beside_real_cifar100(P, runs["C-generator"][0])
 # Linear interpolation between pairs of random latents, as in the report:
 
 # %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "C-generator, seed 0: interpolations between latent vectors, one row per pair.", "name": "fig-report-c-generator-4"}}
-report.show_figure(runs["C-generator"][0], "figure_interpolation")
+chapter.show_figure(runs["C-generator"][0], "figure_interpolation")
 
 # %% [markdown]
 # Samples picked by the stated rule (the report shows none):
 
 # %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "C-generator, seed 0: cherry-picked samples; the rule that picked them is in the image's title.", "name": "fig-report-c-generator-5"}}
-report.show_figure(runs["C-generator"][0], "figure_cherry")
+chapter.show_figure(runs["C-generator"][0], "figure_cherry")
 
 # %% [markdown]
 # Random samples beside their nearest training images:
 
 # %% tags=["nbval-ignore-output"] mystnb={"figure": {"caption": "C-generator, seed 0: random samples (left) and their nearest training images.", "name": "fig-report-c-generator-6"}}
-report.show_figure(runs["C-generator"][0], "figure_nn")
+chapter.show_figure(runs["C-generator"][0], "figure_nn")
 
 # %% tags=["remove-input"]
 report.verdict_summary(P, runs)
 
 # %% tags=["remove-input", "nbval-ignore-output"]
-report.finish(P)
+chapter.finish(P)

@@ -30,15 +30,13 @@ preview = False
 scale = None             # None: 1 (report D's plan) or, in a preview, a tiny plan; else in (0, 1]
 n_jobs = 1               # trials at once on this device (report D ran 16)
 
-# %%
+# %% tags=["remove-cell"]
 from IPython.display import Image, display
 
-from cifar_nb import report, search, search_tables
+from cifar_nb.book import chapter, report, search_tables
+from cifar_nb.engine import search
 
-P = report.validate_parameters(["D-search", "D-search-inbudget"], device=device, dataset=dataset,
-                               data_root=data_root, steps=steps, batch_size=batch_size,
-                               seeds=seeds[:1] if preview else seeds,
-                               fid_samples=fid_samples, results_dir=results_dir, preview=preview)
+P, _ = chapter.start(globals(), "D-search", "D-search-inbudget", run=False, seeds=seeds[:1] if preview else seeds)
 
 # %% tags=["hide-output", "nbval-ignore-output"]
 D = search.for_notebook(P, "D-search", scale=scale, n_jobs=n_jobs)
@@ -46,7 +44,7 @@ I = search.for_notebook(P, "D-search-inbudget", scale=scale, n_jobs=n_jobs)
 runs = {"D-search": D.run_results(), "D-search-inbudget": I.run_results()}
 
 # %% tags=["remove-input", "nbval-ignore-output"]
-report.show_run_card(P, runs)
+chapter.show_run_card(P, runs)
 
 # %% [markdown]
 # ## What the report claims
@@ -186,4 +184,4 @@ search_tables.coincidence_note(D, I)
 report.verdict_summary(P, runs)
 
 # %% tags=["remove-input", "nbval-ignore-output"]
-report.finish(P)
+chapter.finish(P)

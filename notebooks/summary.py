@@ -26,15 +26,10 @@ fid_samples = None       # unused here
 results_dir = None       # None: the project's results/
 preview = False
 
-# %% tags=["hide-input"]
-from cifar_nb import plots, report
-
-P = report.validate_parameters([], device=device, dataset=dataset, data_root=data_root, steps=steps,
-                               batch_size=batch_size, seeds=seeds, fid_samples=fid_samples,
-                               results_dir=results_dir, preview=preview)
-
 # %% tags=["remove-input", "nbval-ignore-output"]
-report.summary_card(P)
+from cifar_nb.book import chapter, plots, report
+
+P = chapter.start_summary(globals())
 
 # %% [markdown]
 # ## What has been run
@@ -45,7 +40,7 @@ report.summary_card(P)
 
 # %% tags=["full-width"]
 from IPython.display import Markdown
-from cifar_nb import status
+from cifar_nb.book import status
 
 Markdown(status.status_markdown(P.results_dir))
 
@@ -95,4 +90,4 @@ report.all_claims(P.results_dir)
 #   until the Inception weights and the CIFAR-100 test set are available to the run.
 
 # %% tags=["remove-input", "nbval-ignore-output"]
-report.finish(P)
+chapter.finish(P)

@@ -60,7 +60,7 @@ CIFAR_NB_COMMIT=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).
 export CIFAR_NB_COMMIT
 
 # 3. data, checkpoints, the starting snapshot, decoded datasets
-"$PY" -m cifar_nb.lease restore "$PACK" --snapshot "$W/start.json" --prewarm "$DEVICE" \
+"$PY" -m cifar_nb.engine.lease restore "$PACK" --snapshot "$W/start.json" --prewarm "$DEVICE" \
   || { say "error: restore failed"; exit 3; }
 
 # 4. the queue, stopped by its own deadline, else by SIGTERM (workers checkpoint), else killed
@@ -78,7 +78,7 @@ else
 fi
 
 # 5. what came of it, into $OUT
-"$PY" -m cifar_nb.lease export "$OUTDIR" --since "$W/start.json" --log "$W/queue.log" --workers "$PARALLEL"
+"$PY" -m cifar_nb.engine.lease export "$OUTDIR" --since "$W/start.json" --log "$W/queue.log" --workers "$PARALLEL"
 rc=$?
 say "done in $(( $(date +%s) - START )) s (export exit $rc)"
 exit $rc

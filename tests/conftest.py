@@ -58,7 +58,7 @@ def synthetic_cifar100(tmp_path, monkeypatch):
     """
     from torchvision.datasets import CIFAR100
 
-    from cifar_nb.data import CIFAR100_CLASSES
+    from cifar_nb.engine.data import CIFAR100_CLASSES
     shared = Path(os.environ.get("CIFAR_NB_DATA", "/nonexistent"))
     sample = shared / "cifar100-sample.npz"
     if sample.is_file():
@@ -95,3 +95,20 @@ def synthetic_cifar100(tmp_path, monkeypatch):
     monkeypatch.setattr(CIFAR100, "test_list", [["test", _md5(folder / "test")]])
     return SimpleNamespace(root=tmp_path, folder=folder, real_meta=real_meta.is_file(),
                            real_images=sample.is_file(), **splits)
+
+
+@pytest.fixture
+def stub_features(monkeypatch, tmp_path):
+    """The real generator evaluation, with a fixed random conv net in place of the trained FD-cls classifier
+    and an empty torch hub (so FID and LPIPS report themselves unavailable, as offline). Returns the net."""
+    from cifar_nb.engine import runs
+    from cifar_nb.engine.evaluate import features, fid
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv(fid.INCEPTION_ENV, raising=False)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(8, 10))
+    fnet = features.FeatureNet(net, lambda x: x.float() / 127.5 - 1, 32, name="fd-cls-test",
+                               description="a fixed random conv net (test stub)", run_hash="stub")
+    monkeypatch.setattr(runs, "feature_net_for", lambda *a, **k: fnet)
+    return fnet

@@ -1,12 +1,12 @@
 """The package's import rules, checked on its source: the layers import one way and nothing imports in a circle.
 
-Layers, lowest first (see the README's layout):
-    spec     what is run: config, budget, experiments (and the architectures they count, models/)
-    engine   how it is run: data, augment, train/, metrics, sampling, figures, artifacts, runs, runtime, queue,
-             search, lease/
-    book     how it is shown: notebook, report, audit, plots, status, execute, search_tables
-    cli      the command line
-Every import counts, also those inside functions (a lazy import is still a dependency).
+Layers, lowest first, one folder each (see ARCHITECTURE.md):
+    spec     what is run: cifar_nb/config.py, budget.py, experiments.py and the architectures they count, models/
+    engine   how it is run: cifar_nb/engine/ (data, augment, train, evaluate, artifacts, runs, queue, search, lease)
+    book     how it is shown: cifar_nb/book/ (parameters, run cards, tables, verdicts, plots, status, execute)
+    cli      the command line: cifar_nb/cli.py, __main__.py
+Every import counts, also those inside functions (a lazy import is still a dependency), and only heavy
+optional libraries may be imported inside a function.
 """
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cifar_nb"
 SPEC = {"config", "budget", "experiments", "models"}
-BOOK = {"notebook", "report", "audit", "plots", "status", "execute", "search_tables"}
 CLI = {"cli", "__main__"}
+# what a function may import: heavy, optional or display-only libraries, which a plain `import cifar_nb` should not load
+LAZY_OK = {"torch_fidelity", "lpips", "optuna", "papermill", "nbformat", "jupytext", "IPython", "matplotlib",
+           "matplotlib_inline", "sqlalchemy"}
 
 
 def modules() -> dict[str, Path]:
@@ -51,16 +53,14 @@ def imports(mods: dict[str, Path]) -> dict[str, set[str]]:
 
 
 def layer(module: str) -> str:
-    top = module.split(".")[1] if "." in module else ""
-    if module == "cifar_nb":
-        return "cli"
+    """A module's layer is the folder it sits in."""
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else ""
+    if top in ("engine", "book"):
+        return top
     if top in SPEC:
         return "spec"
-    if top in BOOK:
-        return "book"
-    if top in CLI:
-        return "cli"
-    return "engine"
+    return "cli"
 
 
 ORDER = {"spec": 0, "engine": 1, "book": 2, "cli": 3}
@@ -100,8 +100,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_import_graph_is_read_from_the_source():
     graph = imports(modules())
-    assert "cifar_nb.artifacts" in graph["cifar_nb.runs"] and "cifar_nb.config" in graph["cifar_nb.experiments"]
-    assert "cifar_nb.train.context" in graph["cifar_nb.runs"]          # a dotted relative import
+    assert "cifar_nb.engine.artifacts" in graph["cifar_nb.engine.runs"] and "cifar_nb.config" in graph["cifar_nb.experiments"]
+    assert "cifar_nb.engine.train.context" in graph["cifar_nb.engine.runs"]          # a dotted relative import
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
@@ -127,7 +127,43 @@ def test_config_and_the_architectures_stand_alone():
 
 def test_scoring_never_starts_a_run():
     graph = imports(modules())
-    for m in ("cifar_nb.metrics", "cifar_nb.sampling", "cifar_nb.figures"):
-        assert "cifar_nb.runs" not in graph[m], f"{m} imports the orchestrator"
-    trainers = graph["cifar_nb.train.gan"] | graph["cifar_nb.train.diffusion"]
-    assert not any(d.startswith("cifar_nb.runs") for d in trainers)
+    for m in [*(m for m in graph if m.startswith("cifar_nb.engine.evaluate")), "cifar_nb.engine.figures"]:
+        assert "cifar_nb.engine.runs" not in graph[m], f"{m} imports the orchestrator"
+    trainers = graph["cifar_nb.engine.train.gan"] | graph["cifar_nb.engine.train.diffusion"]
+    assert not any(d.startswith("cifar_nb.engine.runs") for d in trainers)
+
+
+def test_every_module_sits_in_its_layers_folder():
+    top = {p.stem if p.suffix else p.name for p in PACKAGE.iterdir() if p.name != "__pycache__" and
+           (p.suffix == ".py" or p.is_dir())}
+    assert top == SPEC | CLI | {"engine", "book", "__init__"}, f"modules outside the layer folders: {top}"
+    assert layer("cifar_nb.engine.train.gan") == "engine" and layer("cifar_nb.book.report") == "book"
+    assert layer("cifar_nb.models.dcgan") == "spec" and layer("cifar_nb.cli") == "cli"
+
+
+def hidden_imports(source: str, where: str = "") -> list[str]:
+    """Imports inside functions of anything but LAZY_OK (relative imports are the package's own)."""
+    out = []
+    for fn in ast.walk(ast.parse(source)):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom):
+                    mods = ["cifar_nb"] if node.level else [node.module]
+                elif isinstance(node, ast.Import):
+                    mods = [a.name for a in node.names]
+                else:
+                    continue
+                out += [f"{where}:{node.lineno} {fn.name}() imports {m}" for m in mods
+                        if m.split(".")[0] not in LAZY_OK]
+    return out
+
+
+def test_hidden_imports_are_found():
+    src = "def f():\n    from cifar_nb.engine import runs\n    import optuna\n    import io\n"
+    assert hidden_imports(src, "x.py") == ["x.py:2 f() imports cifar_nb.engine", "x.py:4 f() imports io"]
+
+
+def test_only_heavy_optional_libraries_are_imported_inside_functions():
+    found = [h for name, path in modules().items()
+             for h in hidden_imports(path.read_text(), str(path.relative_to(PACKAGE.parent)))]
+    assert not found, "imports hidden inside functions:\n" + "\n".join(found)

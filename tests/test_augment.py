@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from cifar_nb import data
-from cifar_nb.augment import AugMix, ColorJitter, GpuAugment, affine, normalize
 from cifar_nb.config import DATASET_SHAPES
+from cifar_nb.engine import data
+from cifar_nb.engine.augment import AugMix, ColorJitter, GpuAugment, affine, normalize
 
 INFO = data.describe("cifar100")
 ALL_OPS = {"hflip": 0.5, "vflip": 0.5, "crop": 4, "pad_mode": "reflect", "crop_p": 0.7, "noise_var": 0.015,

@@ -12,12 +12,13 @@ import math
 import pytest
 import torch
 
-from cifar_nb import artifacts, data, experiments, runs
+from cifar_nb import experiments
 from cifar_nb.budget import BudgetError, count_params
 from cifar_nb.config import dataset_shape
+from cifar_nb.engine import artifacts, data, runs
+from cifar_nb.engine.runtime import Runtime
+from cifar_nb.engine.train.classifier import evaluate
 from cifar_nb.models import build_for_config, create_model
-from cifar_nb.runtime import Runtime
-from cifar_nb.train.classifier import evaluate
 
 SYN = "synthetic-blobs"
 SYN20 = "synthetic-blobs-20"     # AddNIST's 20 classes

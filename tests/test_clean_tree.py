@@ -93,7 +93,7 @@ def test_report_d_summary_is_the_same_bytes_in_any_clone(experiment, tmp_path):
     """Rebuild the committed summary.json of report D's search from a copy of results/ at another absolute path,
     as re-executing the notebook does: the bytes must be the committed ones (no machine path in them)."""
     optuna = pytest.importorskip("optuna")
-    from cifar_nb import artifacts, runs, search
+    from cifar_nb.engine import artifacts, search
     p = _book_parameters()
     if p.get("preview"):
         plan = search.preview_plan(experiment, p.get("dataset"), retrain_steps=p.get("steps") or 60,

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -143,10 +142,11 @@ def test_bad_arguments_get_one_sentence(args, words, capsys):
 
 
 def test_results_folder_that_is_a_file_or_read_only_is_refused(tmp_path, capsys, monkeypatch):
-    from cifar_nb import experiments, runs
+    from cifar_nb import experiments
+    from cifar_nb.engine import runs
     cfg = experiments.get("A-classifier").make_config(dataset="cifar10-jpeg", steps=2)
     monkeypatch.setattr(runs.budget, "check", lambda *a, **k: None)
-    monkeypatch.setattr("cifar_nb.data.describe", lambda *a, **k: __import__("types").SimpleNamespace(
+    monkeypatch.setattr("cifar_nb.engine.data.describe", lambda *a, **k: __import__("types").SimpleNamespace(
         num_classes=10, image_size=32, channels=3))
     blocker = tmp_path / "afile"
     blocker.write_text("x")

@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cifar_nb import data
 from cifar_nb.config import DATASET_SHAPES
-from cifar_nb.data import DataError
+from cifar_nb.engine import data
+from cifar_nb.engine.data import DataError
 
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 

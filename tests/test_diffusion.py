@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_nb import runs
 from cifar_nb.budget import count_params
+from cifar_nb.config import RunConfig
+from cifar_nb.engine import runs
+from cifar_nb.engine.runs import RunInterrupted
+from cifar_nb.engine.train import diffusion as trainer
 from cifar_nb.models import create_model
 from cifar_nb.models.ddpm_schedule import Diffusion, make_betas, respaced
-from cifar_nb.config import RunConfig
-from cifar_nb.runs import RunInterrupted
-from cifar_nb.train import diffusion as trainer
 
 TINY = dict(channels=[8, 16, 16], depth=1)
 
@@ -128,14 +128,14 @@ class _ImageSet(SimpleNamespace):
 @pytest.fixture
 def tiny_data(monkeypatch):
     """48 random 32x32 images in 10 classes, standing in for both splits of data.load."""
-    import cifar_nb.data
+    import cifar_nb.engine.data
     g = torch.Generator().manual_seed(123)
     info = SimpleNamespace(name="tiny", display_name="tiny", num_classes=10, image_size=32, channels=3,
                            standin=True)
     data = _ImageSet(images=torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=g),
                      labels=torch.randint(0, 10, (48,), generator=g), info=info)
-    monkeypatch.setattr(cifar_nb.data, "load", lambda *a, **k: data)
-    monkeypatch.setattr(cifar_nb.data, "describe", lambda *a, **k: info)
+    monkeypatch.setattr(cifar_nb.engine.data, "load", lambda *a, **k: data)
+    monkeypatch.setattr(cifar_nb.engine.data, "describe", lambda *a, **k: info)
     return data
 
 
@@ -147,21 +147,6 @@ def fake_eval(monkeypatch):
         return {"sample_min": imgs.min().item(), "sample_max": imgs.max().item(), "sample_mean": imgs.mean().item()}
     monkeypatch.setattr(trainer, "evaluate", evaluate)
     monkeypatch.setattr(runs, "feature_net_for", lambda *a, **k: None)   # no feature run to train
-
-
-@pytest.fixture
-def stub_features(monkeypatch, tmp_path):
-    """The real evaluate_generator, with a fixed random conv net in place of the trained FD-cls classifier
-    and an empty torch hub (so FID and LPIPS report themselves unavailable, as offline)."""
-    from cifar_nb import metrics
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                              torch.nn.Flatten(), torch.nn.Linear(8, 10))
-    fnet = metrics.FeatureNet(net, lambda x: x.float() / 127.5 - 1, 32, name="fd-cls-ddpm-test",
-                              description="a fixed random conv net (test stub)", run_hash="stub")
-    monkeypatch.setattr(runs, "feature_net_for", lambda *a, **k: fnet)
 
 
 def tiny_cfg(**kw):

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_nb import experiments, runs
+from cifar_nb import experiments
 from cifar_nb.budget import GENERATOR, count_params
+from cifar_nb.config import RunConfig
+from cifar_nb.engine import runs
+from cifar_nb.engine.runs import RunInterrupted
+from cifar_nb.engine.train import gan as trainer
 from cifar_nb.models import build_for_config, create_model
 from cifar_nb.models.dcgan import DCGAN, REPORT_ARGS, ladder
-from cifar_nb.config import RunConfig
-from cifar_nb.runs import RunInterrupted
-from cifar_nb.train import gan as trainer
 
 OURS = {"A": 998_170, "C": 595_840, "E": 937_464}
 CLAIMED = {"A": 1_000_052, "C": 595_840, "E": 998_553}
@@ -133,14 +134,14 @@ class _ImageSet(SimpleNamespace):
 @pytest.fixture
 def tiny_data(monkeypatch):
     """40 random 32x32 images in 10 classes, standing in for both splits of data.load."""
-    import cifar_nb.data
+    import cifar_nb.engine.data
     g = torch.Generator().manual_seed(123)
     info = SimpleNamespace(name="tiny", display_name="tiny", num_classes=10, image_size=32, channels=3,
                            standin=True)
     data = _ImageSet(images=torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=g),
                      labels=torch.randint(0, 10, (40,), generator=g), info=info)
-    monkeypatch.setattr(cifar_nb.data, "load", lambda *a, **k: data)
-    monkeypatch.setattr(cifar_nb.data, "describe", lambda *a, **k: info)
+    monkeypatch.setattr(cifar_nb.engine.data, "load", lambda *a, **k: data)
+    monkeypatch.setattr(cifar_nb.engine.data, "describe", lambda *a, **k: info)
     return data
 
 
@@ -219,18 +220,9 @@ def test_resume_equals_uninterrupted(tiny_data, fake_eval, tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_run_with_real_evaluation(tiny_data, tmp_path, monkeypatch):
-    """The real evaluate_generator, with a fixed random conv net for the FD-cls classifier and an empty
-    torch hub (FID and LPIPS then report themselves unavailable, as offline)."""
-    from cifar_nb import metrics
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                              torch.nn.Flatten(), torch.nn.Linear(8, 10))
-    fnet = metrics.FeatureNet(net, lambda x: x.float() / 127.5 - 1, 32, name="fd-cls-gan-test",
-                              description="a fixed random conv net (test stub)", run_hash="stub")
-    monkeypatch.setattr(runs, "feature_net_for", lambda *a, **k: fnet)
+def test_smoke_run_with_real_evaluation(tiny_data, stub_features, tmp_path):
+    """The real evaluate_generator, with the stub FD-cls classifier and an empty torch hub (FID and LPIPS
+    then report themselves unavailable, as offline)."""
     cfg = tiny_cfg(model_args={"latent_dim": 16, "widths": [32, 16, 8, 8], "image_size": 64},
                    train={**E_TRICKS, "resize": 64, "fid_samples": 16})
     res = runs.run(cfg, results_dir=tmp_path / "r", progress=False)

@@ -1,4 +1,4 @@
-"""The GPU lease kit (cifar_nb.lease, scripts/lease_run.sh) on the CPU, with tiny runs on synthetic data.
+"""The GPU lease kit (cifar_nb.engine.lease, scripts/lease_run.sh) on the CPU, with tiny runs on synthetic data.
 
 The whole cycle runs in-process: train here until a simulated kill, pack, restore on "the GPU" (another
 results folder, cache and checkpoint store), train there until another kill, export into an $OUT-like folder,
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from cifar_nb import artifacts, lease, queue, runs
-from cifar_nb.train import classifier
-from cifar_nb.config import RunConfig
 from test_classifiers import same, synthetic  # noqa: F401  (synthetic is a fixture)
 from test_queue import _tiny_plan
+
+from cifar_nb.config import RunConfig
+from cifar_nb.engine import artifacts, lease, queue, runs
+from cifar_nb.engine.train import classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")

@@ -11,9 +11,7 @@ import scipy.linalg
 import torch
 import torch.nn as nn
 
-from cifar_nb import metrics as M
-from cifar_nb import sampling as S
-
+from cifar_nb.engine.evaluate import features, fid, generator, neighbours, sampling
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -43,7 +41,7 @@ def stub_feature_net(num_classes=10, seed=0, size=16):
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return M.FeatureNet(model, lambda x: x.float() / 127.5 - 1, size, name=f"fd-cls-stub-{seed}",
+    return features.FeatureNet(model, lambda x: x.float() / 127.5 - 1, size, name=f"fd-cls-stub-{seed}",
                         description="a fixed random conv net (test stub)", run_hash="stub")
 
 
@@ -77,7 +75,7 @@ class FakeHandle:
 def offline_hub(tmp_path, monkeypatch):
     """An empty torch hub cache, as on every machine here."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(M.INCEPTION_ENV, raising=False)
+    monkeypatch.delenv(fid.INCEPTION_ENV, raising=False)
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 
@@ -88,33 +86,33 @@ def test_slerp_endpoints_norm_and_lerp_midpoint():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(5, 110, generator=g), torch.randn(5, 110, generator=g)
     b = b * (a.norm(dim=1, keepdim=True) / b.norm(dim=1, keepdim=True))      # equal norms per sample
-    assert torch.equal(S.slerp(a, b, 0.0), a) and torch.equal(S.slerp(a, b, 1.0), b)
+    assert torch.equal(sampling.slerp(a, b, 0.0), a) and torch.equal(sampling.slerp(a, b, 1.0), b)
     for t in (0.1, 0.5, 0.77):
-        torch.testing.assert_close(S.slerp(a, b, t).norm(dim=1), a.norm(dim=1), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(S.lerp(a, b, 0.5), (a + b) / 2)
-    assert torch.equal(S.lerp(a, b, 0.0), a) and torch.equal(S.lerp(a, b, 1.0), b)
+        torch.testing.assert_close(sampling.slerp(a, b, t).norm(dim=1), a.norm(dim=1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sampling.lerp(a, b, 0.5), (a + b) / 2)
+    assert torch.equal(sampling.lerp(a, b, 0.0), a) and torch.equal(sampling.lerp(a, b, 1.0), b)
     # orthogonal unit vectors: the midpoint is on the circle, 45 degrees from each
     e0, e1 = torch.eye(2)
-    torch.testing.assert_close(S.slerp(e0, e1, 0.5), torch.tensor([1.0, 1.0]) / math.sqrt(2))
+    torch.testing.assert_close(sampling.slerp(e0, e1, 0.5), torch.tensor([1.0, 1.0]) / math.sqrt(2))
     # slerp is not lerp: the lerp midpoint of those has norm 1/sqrt(2)
-    assert abs(S.lerp(e0, e1, 0.5).norm().item() - 1 / math.sqrt(2)) < 1e-6
+    assert abs(sampling.lerp(e0, e1, 0.5).norm().item() - 1 / math.sqrt(2)) < 1e-6
 
 
 def test_slerp_near_parallel_and_image_latents():
     g = torch.Generator().manual_seed(1)
     a = torch.randn(3, 3, 8, 8, generator=g)                       # DDPM-style starting noise
     b = a + 1e-7 * torch.randn(a.shape, generator=g)
-    mid = S.slerp(a, b, 0.5)
+    mid = sampling.slerp(a, b, 0.5)
     assert mid.shape == a.shape and torch.isfinite(mid).all()
     torch.testing.assert_close(mid, a, rtol=0, atol=1e-5)
     c = torch.randn(3, 3, 8, 8, generator=g)
     c = c * (a.flatten(1).norm(dim=1) / c.flatten(1).norm(dim=1)).view(-1, 1, 1, 1)
-    torch.testing.assert_close(S.slerp(a, c, 0.3).flatten(1).norm(dim=1), a.flatten(1).norm(dim=1))
+    torch.testing.assert_close(sampling.slerp(a, c, 0.3).flatten(1).norm(dim=1), a.flatten(1).norm(dim=1))
 
 
 def test_interpolation_grid_conditions_on_nearer_endpoint():
     h = FakeHandle(conditional=True)
-    images, labels = S.interpolation_grid(h, n_rows=3, n_steps=6, mode="slerp", seed=7)
+    images, labels = sampling.interpolation_grid(h, n_rows=3, n_steps=6, mode="slerp", seed=7)
     assert images.shape == (3, 6, 3, 16, 16) and labels.shape == (3, 6)
     ts = torch.linspace(0, 1, 6)
     for j, t in enumerate(ts):
@@ -123,9 +121,9 @@ def test_interpolation_grid_conditions_on_nearer_endpoint():
     assert len(h.calls) == 6 and {c[2] for c in h.calls} == {7}      # one call per column, one seed
     z0, z1 = h.calls[0][0], h.calls[-1][0]
     assert not torch.equal(z0, z1)
-    torch.testing.assert_close(h.calls[3][0].norm(dim=1), S.slerp(z0, z1, ts[3].item()).norm(dim=1))
+    torch.testing.assert_close(h.calls[3][0].norm(dim=1), sampling.slerp(z0, z1, ts[3].item()).norm(dim=1))
     with pytest.raises(ValueError, match="slerp"):
-        S.interpolation_grid(h, mode="cubic")
+        sampling.interpolation_grid(h, mode="cubic")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,11 +132,11 @@ def test_interpolation_grid_conditions_on_nearer_endpoint():
 def test_fd_cls_plumbing_matches_direct_frechet_distance():
     fnet = stub_feature_net()
     ref = fake_set(60, 16, seed=1).images
-    same = M.fd_cls(ref, ref, fnet, kid_subset_size=30, kid_subsets=10)
+    same = features.fd_cls(ref, ref, fnet, kid_subset_size=30, kid_subsets=10)
     assert set(same) >= {"fd_cls", "kid_mean", "kid_std", "kid_subset_size", "fd_cls_samples"}
     assert abs(same["fd_cls"]) < 1e-6 and same["kid_subset_size"] == 30 and same["fd_cls_samples"] == 60
     shifted = (ref.int() + 40).clamp(0, 255).to(torch.uint8)
-    far = M.fd_cls(shifted, ref, fnet, kid_subset_size=30, kid_subsets=10)
+    far = features.fd_cls(shifted, ref, fnet, kid_subset_size=30, kid_subsets=10)
     assert far["fd_cls"] > 1e-3 and far["kid_mean"] > same["kid_mean"]
     # the number torch-fidelity returns is the Frechet distance of the stub's penultimate features
     f1, f2 = fnet(shifted)[0].double().numpy(), fnet(ref)[0].double().numpy()
@@ -146,7 +144,7 @@ def test_fd_cls_plumbing_matches_direct_frechet_distance():
     direct = ((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
     assert far["fd_cls"] == pytest.approx(direct, rel=1e-4, abs=1e-8)
     # KID subset size is capped by the smaller set
-    assert M.fd_cls(ref[:20], ref, fnet, kid_subsets=5)["kid_subset_size"] == 20
+    assert features.fd_cls(ref[:20], ref, fnet, kid_subsets=5)["kid_subset_size"] == 20
 
 
 def test_feature_net_resizes_larger_images():
@@ -154,7 +152,7 @@ def test_feature_net_resizes_larger_images():
     big = fake_set(4, 32, seed=2).images
     feats, logits = fnet(big)
     assert feats.shape == (4, 12) and logits.shape == (4, 10)
-    torch.testing.assert_close(feats, fnet(S.resize_uint8(big, 16))[0])
+    torch.testing.assert_close(feats, fnet(sampling.resize_uint8(big, 16))[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,8 +160,8 @@ def test_feature_net_resizes_larger_images():
 
 def test_inception_missing_message(offline_hub):
     imgs = fake_set(4, 32, seed=3).images
-    with pytest.raises(M.MetricUnavailable) as e:
-        M.compute_fid(imgs)
+    with pytest.raises(features.MetricUnavailable) as e:
+        fid.compute_fid(imgs)
     msg = str(e.value)
     assert "weights-inception-2015-12-05-6726825d.pth" in msg
     assert str(offline_hub.resolve()) in msg
@@ -171,29 +169,29 @@ def test_inception_missing_message(offline_hub):
 
 
 def test_inception_explicit_path_and_cache(offline_hub, monkeypatch, tmp_path):
-    monkeypatch.setenv(M.INCEPTION_ENV, str(tmp_path / "nowhere.pth"))
-    with pytest.raises(M.MetricUnavailable, match="nowhere.pth"):
-        M.inception_weights_file()
+    monkeypatch.setenv(fid.INCEPTION_ENV, str(tmp_path / "nowhere.pth"))
+    with pytest.raises(features.MetricUnavailable, match="nowhere.pth"):
+        fid.inception_weights_file()
     given = tmp_path / "w.pth"
     given.write_bytes(b"x")
-    assert M.inception_weights_file(given) == given
-    monkeypatch.delenv(M.INCEPTION_ENV)
+    assert fid.inception_weights_file(given) == given
+    monkeypatch.delenv(fid.INCEPTION_ENV)
     offline_hub.mkdir(parents=True)
-    (offline_hub / M.INCEPTION_FILE).write_bytes(b"x")
-    assert M.inception_weights_file() == offline_hub.resolve() / M.INCEPTION_FILE
+    (offline_hub / fid.INCEPTION_FILE).write_bytes(b"x")
+    assert fid.inception_weights_file() == offline_hub.resolve() / fid.INCEPTION_FILE
 
 
 def test_fid_refuses_a_reference_that_is_not_cifar100():
-    with pytest.raises(M.MetricUnavailable, match="real CIFAR-100"):
-        M.check_fid_reference(fake_set(10, 32, seed=4))
+    with pytest.raises(features.MetricUnavailable, match="real CIFAR-100"):
+        fid.check_fid_reference(fake_set(10, 32, seed=4))
     partial = fake_set(916, 32, seed=4, name="cifar100", display="CIFAR-100", standin=False, classes=100)
-    with pytest.raises(M.MetricUnavailable, match="916 images"):
-        M.check_fid_reference(partial)
+    with pytest.raises(features.MetricUnavailable, match="916 images"):
+        fid.check_fid_reference(partial)
 
 
 def test_lpips_missing_message(offline_hub):
-    with pytest.raises(M.MetricUnavailable) as e:
-        M.lpips_model()
+    with pytest.raises(features.MetricUnavailable) as e:
+        neighbours.lpips_model()
     msg = str(e.value)
     assert "alexnet-owt-7be5be79.pth" in msg and str(offline_hub.resolve()) in msg and "LPIPS" in msg
 
@@ -204,7 +202,7 @@ def test_lpips_missing_message(offline_hub):
 def test_pixel_nearest_neighbours_exact():
     train = fake_set(50, 8, seed=5).images
     queries = torch.cat([train[[3, 17, 42]], fake_set(2, 8, seed=6).images])
-    d, i = M.nearest_neighbours(queries, train, k=3, chunk=7)         # chunks smaller than the set
+    d, i = neighbours.nearest_neighbours(queries, train, k=3, chunk=7)         # chunks smaller than the set
     assert i[:3, 0].tolist() == [3, 17, 42] and (d[:3, 0] == 0).all()
     full = (queries[:, None].float() - train[None].float()).div(255).pow(2).flatten(2).mean(2).sqrt()
     ref_d, ref_i = full.topk(3, dim=1, largest=False)
@@ -215,10 +213,10 @@ def test_pixel_nearest_neighbours_exact():
 
 @pytest.mark.slow   # building torchvision's AlexNet takes a few seconds on 2 cores
 def test_lpips_nearest_neighbours_match_brute_force():
-    net = M.lpips_model(random_backbone=True)        # plumbing only: package heads, random AlexNet
+    net = neighbours.lpips_model(random_backbone=True)        # plumbing only: package heads, random AlexNet
     train = fake_set(20, 32, seed=7).images
     queries = torch.cat([train[[4]], fake_set(2, 32, seed=8).images])
-    d, i = M.nearest_neighbours(queries, train, k=2, metric="lpips", lpips_net=net, chunk=6)
+    d, i = neighbours.nearest_neighbours(queries, train, k=2, metric="lpips", lpips_net=net, chunk=6)
     as_float = lambda x: x.float() / 127.5 - 1
     with torch.no_grad():
         brute = torch.stack([net(as_float(q[None]).expand(len(train), -1, -1, -1), as_float(train)).flatten()
@@ -242,7 +240,7 @@ KEYS = {"fd_cls", "kid_mean", "kid_std", "kid_subset_size", "fd_cls_samples", "f
 def test_evaluate_generator_end_to_end(tmp_path, offline_hub):
     train, test = fake_set(60, 16, seed=10), fake_set(50, 16, seed=11)
     handle = FakeHandle(image_size=32)                  # twice the dataset size, as report A's 64 vs 32
-    out = M.evaluate_generator(handle, dataset="cifar10-jpeg", run_dir=tmp_path / "run", n_samples=40,
+    out = generator.evaluate_generator(handle, dataset="cifar10-jpeg", run_dir=tmp_path / "run", n_samples=40,
                                batch_size=16, nn_samples=12, feature_net=stub_feature_net(),
                                train_set=train, test_set=test, progress=False)
     assert KEYS <= set(out)
@@ -268,17 +266,17 @@ def test_evaluate_generator_end_to_end(tmp_path, offline_hub):
     cond = FakeHandle(image_size=16, conditional=True, with_score=False)
     ctx = SimpleNamespace(config=SimpleNamespace(dataset="cifar100", seed=3), run_dir=tmp_path / "run2",
                           data_root=None, device=torch.device("cpu"), progress=False)
-    out2 = M.evaluate_generator(cond, ctx, n_samples=30, batch_size=16, nn_samples=5,
+    out2 = generator.evaluate_generator(cond, ctx, n_samples=30, batch_size=16, nn_samples=5,
                                 feature_net=stub_feature_net(), train_set=train, test_set=test, lpips=False)
     assert out2["eval_seed"] == 3 and (tmp_path / "run2" / "samples_cherry.png").exists()
-    assert out2["fid"] is None and M.INCEPTION_FILE in out2["fid_status"]
+    assert out2["fid"] is None and fid.INCEPTION_FILE in out2["fid_status"]
     assert "confidence" in out2["cherry_pick_rule"] and out2["resized_for_eval"] is None
     assert out2["lpips_status"] == "not requested"
     labels = np.load(tmp_path / "run2" / "samples.npz")["labels"]
     assert labels.tolist() == [i % 10 for i in range(30)]               # balanced labels
     cond.score = None                                   # as the DDPM handle declares it
-    with pytest.raises(M.MetricUnavailable):
-        M.evaluate_generator(cond, dataset="cifar100", run_dir=tmp_path / "run3", n_samples=20, batch_size=16,
+    with pytest.raises(features.MetricUnavailable):
+        generator.evaluate_generator(cond, dataset="cifar100", run_dir=tmp_path / "run3", n_samples=20, batch_size=16,
                              nn_samples=5, feature_net=stub_feature_net(), train_set=train, test_set=test,
                              strict=True, progress=False)
 
@@ -288,7 +286,7 @@ def test_evaluate_generator_end_to_end(tmp_path, offline_hub):
 
 @pytest.mark.slow
 def test_feature_classifier_trains_once_and_loads(tmp_path, monkeypatch):
-    for mod in ("cifar_nb.augment", "cifar_nb.models.densenet", "cifar_nb.train.classifier"):
+    for mod in ("cifar_nb.engine.augment", "cifar_nb.models.densenet", "cifar_nb.engine.train.classifier"):
         pytest.importorskip(mod, reason=f"{mod} is not written yet")
     from PIL import Image
     monkeypatch.setenv("CIFAR_NB_CACHE", str(tmp_path / "cache"))
@@ -301,8 +299,9 @@ def test_feature_classifier_trains_once_and_loads(tmp_path, monkeypatch):
                 px = np.clip(g.normal(60 * c + 40, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(px).save(d / f"{i}.png")
     ds = f"imagefolder:{tmp_path / 'tiny'}"
-    from cifar_nb import experiments, runs
+    from cifar_nb import experiments
     from cifar_nb.config import RunConfig
+    from cifar_nb.engine import runs
     gen = RunConfig(experiment="g", kind="gan", model="dcgan", dataset=ds, train={"feature_steps": 3})
     fnet = runs.feature_net_for(gen, data_root=tmp_path, results_dir=tmp_path / "results", progress=False)
     assert fnet.run_hash == experiments.feature_config(ds, 3).hash
@@ -321,14 +320,14 @@ def test_scoring_uses_the_feature_net_it_is_handed_and_never_trains_one(tmp_path
     with a message that says where one comes from, instead of starting a run."""
     s = fake_set(4, 16, 0)
     with pytest.raises(ValueError, match="feature_net_for|load_feature_net"):
-        M.evaluate_generator(FakeHandle(), dataset="cifar10-jpeg", run_dir=tmp_path, train_set=s, test_set=s,
+        generator.evaluate_generator(FakeHandle(), dataset="cifar10-jpeg", run_dir=tmp_path, train_set=s, test_set=s,
                              progress=False, device="cpu")
     assert not any(tmp_path.iterdir())
 
 
 def test_lpips_absent_is_a_metric_unavailable_not_an_import_error(monkeypatch):
     import builtins
-    from cifar_nb import metrics
+
     real_import = builtins.__import__
 
     def no_lpips(name, *a, **k):
@@ -336,5 +335,5 @@ def test_lpips_absent_is_a_metric_unavailable_not_an_import_error(monkeypatch):
             raise ImportError("No module named 'lpips'")
         return real_import(name, *a, **k)
     monkeypatch.setattr(builtins, "__import__", no_lpips)
-    with pytest.raises(metrics.MetricUnavailable, match="needs the lpips package"):
-        metrics.lpips_model()
+    with pytest.raises(features.MetricUnavailable, match="needs the lpips package"):
+        neighbours.lpips_model()

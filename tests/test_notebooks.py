@@ -68,7 +68,7 @@ def toc_chapters() -> list[str]:
 
 def test_every_notebook_chapter_of_the_toc_is_executed():
     """Each notebook chapter the book lists has its executed copy in book/, and vice versa."""
-    from cifar_nb.execute import NOTEBOOKS
+    from cifar_nb.book.execute import NOTEBOOKS
     names = {p.stem for p in executed_notebooks()}
     listed = {Path(f).name for f in toc_chapters() if Path(f).name in {n for n, _, _ in NOTEBOOKS}}
     assert listed, "_toc.yml lists no notebook chapter"
@@ -143,23 +143,31 @@ def test_nbval_fails_on_an_altered_output(tmp_path):
     assert "mismatch" in (res.stdout + res.stderr).lower(), (res.stdout + res.stderr)[-3000:]
 
 
-PARAMETERS = ("device", "dataset", "data_root", "steps", "batch_size", "seeds", "fid_samples", "results_dir",
-              "preview")
 
 
-@pytest.mark.parametrize("name", [n for n, _, _ in __import__("cifar_nb.execute").execute.NOTEBOOKS])
+@pytest.mark.parametrize("name", [n for n, _, _ in __import__("cifar_nb.book.execute").book.execute.NOTEBOOKS])
 def test_notebook_sources_take_the_parameters_and_validate_them_first(name):
-    """Each jupytext source has a `parameters` cell with every parameter, and its first code cell after
-    it calls report.validate_parameters, so a bad value stops the notebook before anything runs."""
+    """Each jupytext source has a `parameters` cell with every parameter, and the code cell after it is one
+    call (beside its imports): chapter.start, which validates them before anything runs, for the experiments
+    that `execute` knows the chapter by."""
     import ast
+
     import jupytext
+
+    from cifar_nb.book import chapter, execute
     nb = jupytext.read(ROOT / "notebooks" / f"{name}.py")
     code = [c for c in nb.cells if c.cell_type == "code"]
     i = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
     assigned = {t.id for node in ast.parse(code[i].source).body if isinstance(node, ast.Assign)
                 for t in node.targets if isinstance(t, ast.Name)}
-    assert set(PARAMETERS) <= assigned, f"{name}: parameters cell lacks {set(PARAMETERS) - assigned}"
-    assert "report.validate_parameters(" in code[i + 1].source, f"{name}: the first cell must validate"
+    assert set(chapter.PARAMETERS) <= assigned, f"{name}: parameters cell lacks {set(chapter.PARAMETERS) - assigned}"
+    first = [n for n in ast.parse(code[i + 1].source).body if not isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert len(first) == 1, f"{name}: the first cell must be one call, not:\n{code[i + 1].source}"
+    call = first[0].value
+    assert isinstance(call, ast.Call) and ast.unparse(call.func) in ("chapter.start", "chapter.start_summary"), \
+        f"{name}: the first cell must call chapter.start"
+    assert ast.unparse(call.args[0]) == "globals()"
+    assert [a.value for a in call.args[1:]] == execute.EXPERIMENTS.get(name, [])
     for c in code:   # narrative and calls only: the library does the work
         tree = ast.parse(c.source)
         assert not any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))
@@ -167,7 +175,8 @@ def test_notebook_sources_take_the_parameters_and_validate_them_first(name):
 
 
 def test_execute_parameters_and_arguments():
-    from cifar_nb import config, execute
+    from cifar_nb import config
+    from cifar_nb.book import execute
     p = execute.parameters("report_e_classifier", preview=True, device="cpu")
     assert p["dataset"] == "addnist" and p["preview"] is True and p["steps"] == config.PREVIEW_STEPS["classifier"]
     p = execute.parameters("report_a_generator", preview=True, device="cpu")
@@ -182,19 +191,20 @@ def test_execute_parameters_and_arguments():
 def test_every_chapter_s_preview_runs_are_found_by_the_configs_the_code_derives():
     """config.derive must keep giving the committed previews' configs (and so their hashes): a change there
     would make `make preview` retrain everything instead of re-rendering it."""
-    from cifar_nb import artifacts, execute, notebook
+    from cifar_nb.book import execute, params
+    from cifar_nb.engine import artifacts
     missing = []
     for name, exps in execute.EXPERIMENTS.items():
         if name == "report_d":      # the search derives its own trials (search.preview_plan)
             continue
         p = execute.parameters(name, True, "cpu")
-        P = notebook.validate_parameters(exps, **{k: v for k, v in p.items() if k != "results_dir"})
+        P = params.validate_parameters(exps, **{k: v for k, v in p.items() if k != "results_dir"})
         missing += [f"{c.experiment} seed {c.seed} ({c.hash})" for n in exps for c in P.configs(n)
                     if artifacts.load_complete(c, P.results_dir) is None]
     assert not missing, f"previews not found in results/: {missing}"
 
 
-FIGURE_CALLS = ("plots.plot_history(", "plots.plot_comparison(", "plots.plot_claims(", "report.show_figure(",
+FIGURE_CALLS = ("plots.plot_history(", "plots.plot_comparison(", "plots.plot_claims(", "chapter.show_figure(",
                 "report.beside_real_cifar100(")
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_nb import figures, plots
+from cifar_nb.book import plots
+from cifar_nb.engine import figures
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

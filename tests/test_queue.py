@@ -5,10 +5,11 @@ import signal
 
 import pytest
 import torch
-
-from cifar_nb import artifacts, cli, data, experiments, queue, runs, runtime
-from cifar_nb.train import classifier
 from test_classifiers import SYN, go, same, synthetic, tiny  # noqa: F401  (synthetic is a fixture)
+
+from cifar_nb import cli, experiments
+from cifar_nb.engine import artifacts, queue, runs, runtime
+from cifar_nb.engine.train import classifier
 
 
 def test_queue_json_lists_every_full_budget_run(capsys, tmp_path, monkeypatch):
@@ -40,8 +41,8 @@ def test_queue_only_refuses_unknown_names():
 def _tiny_plan(monkeypatch, steps=12):
     exp = experiments.get("A-classifier")
     monkeypatch.setattr(exp, "config", exp.config.replace(dataset=SYN, steps=steps, batch_size=32, eval_every=6))
-    monkeypatch.setattr(queue, "PLAN", [("A-classifier", (0, 1), True, None)])
-    monkeypatch.setattr(queue, "_dataset_for", lambda e, present: (SYN, ""))
+    monkeypatch.setattr(queue.entries, "PLAN", [("A-classifier", (0, 1), True, None)])
+    monkeypatch.setattr(queue.entries, "_dataset_for", lambda e, present: (SYN, ""))
 
 
 def test_queue_worker_trains_pending_runs_then_reports_done(synthetic, tmp_path, monkeypatch):
@@ -60,8 +61,8 @@ def test_queue_worker_trains_pending_runs_then_reports_done(synthetic, tmp_path,
 def test_a_run_claimed_by_another_worker_is_skipped(synthetic, tmp_path, monkeypatch):
     _tiny_plan(monkeypatch)
     first = queue.plan(results_dir=tmp_path)[0]
-    lock = queue._Lock(first.key)
-    assert lock.acquire() and not queue._Lock(first.key).acquire()
+    lock = queue.RunLock(first.key)
+    assert lock.acquire() and not queue.RunLock(first.key).acquire()
     try:
         queue.work(torch.device("cpu"), None, None, results_dir=tmp_path)
     finally:
@@ -70,7 +71,7 @@ def test_a_run_claimed_by_another_worker_is_skipped(synthetic, tmp_path, monkeyp
 
 
 def test_stale_lock_of_a_dead_worker_is_taken_over(tmp_path):
-    lock = queue._Lock("unit-stale")
+    lock = queue.RunLock("unit-stale")
     lock.path.parent.mkdir(parents=True, exist_ok=True)
     lock.path.write_text("999999999")          # no such process
     assert lock.acquire()
@@ -162,7 +163,7 @@ def test_a_run_held_by_a_live_worker_is_shown_running(synthetic, tmp_path, monke
     _tiny_plan(monkeypatch)
     import subprocess
     first = queue.plan(results_dir=tmp_path)[0]
-    lock = queue._Lock(first.key)
+    lock = queue.RunLock(first.key)
     assert lock.acquire()
     try:   # a worker does not count its own lock as another's ...
         assert queue.plan(results_dir=tmp_path)[0].state == "pending"
@@ -174,7 +175,7 @@ def test_a_run_held_by_a_live_worker_is_shown_running(synthetic, tmp_path, monke
         lock.path.write_text(str(other.pid))
         e = queue.plan(results_dir=tmp_path)[0]
         assert e.state == "running" and str(other.pid) in e.device
-        assert not queue._Lock(first.key).acquire()
+        assert not queue.RunLock(first.key).acquire()
     finally:
         other.kill()
         other.wait()

@@ -10,8 +10,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 FENCE = re.compile(r"^```(?P<info>[^`]*)$")
@@ -64,7 +62,7 @@ def test_readme_offline_commands_run_as_printed(tmp_path, monkeypatch):
     assert blocks, "README.md has no ```bash offline``` block: the commands it promises are no longer checked"
     cmds = [c for b in blocks for c in commands(b)]
     assert cmds and all(cmds), blocks
-    from cifar_nb import data
+    from cifar_nb.engine import data
     monkeypatch.chdir(ROOT)
     try:
         data.locate_data_root()

@@ -1,4 +1,4 @@
-"""cifar_nb.notebook/audit/report: notebook parameter checks, verdict rules, tables and the leaderboard. No training:
+"""cifar_nb.book (params, cards, audit, report): notebook parameter checks, verdict rules, tables and the leaderboard. No training:
 finished runs are written by hand into a temporary results folder."""
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cifar_nb import artifacts, audit, config, experiments, metrics, notebook, report, runs
+from cifar_nb import config, experiments
+from cifar_nb.book import audit, cards, display, params, report
+from cifar_nb.engine import artifacts, runs
+from cifar_nb.engine.evaluate import features
 
 
 @pytest.mark.parametrize("bad, words", [
@@ -28,31 +31,31 @@ from cifar_nb import artifacts, audit, config, experiments, metrics, notebook, r
 ])
 def test_bad_parameters_stop_with_one_clear_error(bad, words, tmp_path):
     with pytest.raises(ValueError, match=words):
-        report.validate_parameters(["A-classifier"], results_dir=tmp_path, **bad)
+        params.validate_parameters(["A-classifier"], results_dir=tmp_path, **bad)
 
 
 def test_unknown_experiment_is_a_value_error():
     with pytest.raises(ValueError, match="unknown experiment"):
-        report.validate_parameters(["Z-classifier"])
+        params.validate_parameters(["Z-classifier"])
 
 
 def test_generator_steps_are_held_to_the_generator_budget(tmp_path):
-    P = report.validate_parameters(["A-generator"], steps=50_000, results_dir=tmp_path, device="cpu",
+    P = params.validate_parameters(["A-generator"], steps=50_000, results_dir=tmp_path, device="cpu",
                                    data_root=str(tmp_path))
     assert P.config("A-generator").steps == 50_000
     with pytest.raises(ValueError, match="generator budget"):
-        report.validate_parameters(["A-generator"], steps=50_001, results_dir=tmp_path)
+        params.validate_parameters(["A-generator"], steps=50_001, results_dir=tmp_path)
 
 
 def test_overrides_change_the_config_and_defaults_keep_the_report_recipe(tmp_path):
-    P = report.validate_parameters(["B-classifier"], results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
+    P = params.validate_parameters(["B-classifier"], results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
     assert P.config("B-classifier", 0) == experiments.get("B-classifier").config.replace(seed=0)
-    P = report.validate_parameters(["B-classifier"], dataset="cifar10-jpeg", steps=60, batch_size=32, seeds=3,
+    P = params.validate_parameters(["B-classifier"], dataset="cifar10-jpeg", steps=60, batch_size=32, seeds=3,
                                    results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
     cfg = P.config("B-classifier")
     assert (cfg.dataset, cfg.steps, cfg.batch_size, cfg.seed) == ("cifar10-jpeg", 60, 32, 3)
     assert cfg.eval_every <= 60 // 5          # a short run still draws a curve
-    P = report.validate_parameters(["B-generator"], preview=True, fid_samples=64, results_dir=tmp_path,
+    P = params.validate_parameters(["B-generator"], preview=True, fid_samples=64, results_dir=tmp_path,
                                    device="cpu", data_root=str(tmp_path))
     cfg = P.config("B-generator")
     assert cfg.steps == config.PREVIEW_STEPS["diffusion"]
@@ -136,18 +139,18 @@ def test_leaderboard_prefers_the_report_set_up_and_reports_mean_and_sample_std(t
 
 
 def test_tables_escape_pipes_and_run_card_names_the_stand_in(tmp_path):
-    t = notebook.Table(["a", "b"], [["x|y", "1"]])
+    t = display.Table(["a", "b"], [["x|y", "1"]])
     assert "x\\|y" in t._repr_markdown_()
-    P = report.validate_parameters(["A-classifier"], dataset="cifar10-jpeg", steps=60, preview=True,
+    P = params.validate_parameters(["A-classifier"], dataset="cifar10-jpeg", steps=60, preview=True,
                                    results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
     rs = [fake_run(tmp_path, P.config("A-classifier", s), {"test_acc": 0.3}) for s in P.seeds]
-    card = notebook.run_card(P, {"A-classifier": rs})._repr_html_()
+    card = cards.run_card(P, {"A-classifier": rs})._repr_html_()
     assert "stand-in, not CIFAR-100" in card and "NOT a reproduction" in card
     assert "60 of the 10,000-step classifier budget" in card
     # the banner names each departure once, with every experiment it applies to
-    P2 = report.validate_parameters(["B-classifier", "B-ablation-1"], dataset="cifar10-jpeg", steps=60,
+    P2 = params.validate_parameters(["B-classifier", "B-ablation-1"], dataset="cifar10-jpeg", steps=60,
                                     preview=True, results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
-    items = notebook.banner(P2).split("<li>")[1:]
+    items = cards.banner(P2).split("<li>")[1:]
     assert len(items) == 2, items
     assert items[0].startswith("B-classifier, B-ablation-1: trained on CIFAR-10 (JPEG stand-in), a stand-in for")
     assert items[1].startswith("B-classifier, B-ablation-1: trained 60 of the report&#x27;s 10,000 steps")
@@ -168,7 +171,7 @@ def test_a_preview_scores_generators_with_the_short_feature_classifier(monkeypat
 
     monkeypatch.setattr(runs, "run", fake_run_fn)
     for preview in (True, False):
-        P = report.validate_parameters(["C-generator", "C-classifier"], preview=preview, steps=60, seeds=[0],
+        P = params.validate_parameters(["C-generator", "C-classifier"], preview=preview, steps=60, seeds=[0],
                                        dataset="cifar10-jpeg", results_dir=tmp_path / str(preview),
                                        device="cpu", data_root=str(tmp_path))
         P.run_all()
@@ -177,7 +180,7 @@ def test_a_preview_scores_generators_with_the_short_feature_classifier(monkeypat
 
 
 def test_status_table_says_what_ran_per_experiment(tmp_path):
-    from cifar_nb import status
+    from cifar_nb.book import status
     a = experiments.get("A-classifier").config
     for s in (0, 1):   # full budget, on the stand-in, 2 of 3 planned seeds
         fake_run(tmp_path, a.replace(dataset="cifar10-jpeg", seed=s), {"test_acc": 0.6})
@@ -199,12 +202,12 @@ def test_status_table_says_what_ran_per_experiment(tmp_path):
 
 
 def test_methods_fd_cls_paragraph_follows_the_protocol_config(tmp_path, monkeypatch):
-    from cifar_nb import status
+    from cifar_nb.book import status
     text = status.fd_cls_protocol()
-    assert f"{experiments.FEATURE_CONFIG.steps:,} steps" in text and f"{metrics.KID_SUBSETS} subsets" in text
+    assert f"{experiments.FEATURE_CONFIG.steps:,} steps" in text and f"{features.KID_SUBSETS} subsets" in text
     # the paragraph is derived, not written: change the protocol and the prose changes with it
     monkeypatch.setattr(experiments, "FEATURE_CONFIG", experiments.FEATURE_CONFIG.replace(steps=3456))
-    monkeypatch.setattr(metrics, "KID_SUBSET_SIZE", 777)
+    monkeypatch.setattr(features, "KID_SUBSET_SIZE", 777)
     changed = status.fd_cls_protocol()
     assert "3,456 steps" in changed and "up to 777 images" in changed and "2,000 steps" not in changed
     monkeypatch.undo()
@@ -219,15 +222,15 @@ def test_methods_fd_cls_paragraph_follows_the_protocol_config(tmp_path, monkeypa
 def test_run_card_opens_with_what_was_run(tmp_path):
     a = experiments.get("A-classifier").config.replace(dataset="cifar10-jpeg")
     rs = [fake_run(tmp_path, a.replace(seed=s), {"test_acc": 0.6}) for s in (0, 1)]
-    P = notebook.validate_parameters(["A-classifier"], dataset="cifar10-jpeg", seeds=[0, 1], results_dir=tmp_path,
+    P = params.validate_parameters(["A-classifier"], dataset="cifar10-jpeg", seeds=[0, 1], results_dir=tmp_path,
                                      device="cpu")
-    card = notebook.run_card(P, {"A-classifier": rs})._repr_html_()
+    card = cards.run_card(P, {"A-classifier": rs})._repr_html_()
     assert card.index("What was run") < card.index("Run card")
     assert "<b>full budget</b>, 10,000 of the report's 10,000 steps · seeds 0, 1 (2 of 3 planned)" in card
     assert "(2 runs per experiment)" in card
-    P1 = notebook.validate_parameters(["A-classifier"], dataset="cifar10-jpeg", seeds=[0], results_dir=tmp_path,
+    P1 = params.validate_parameters(["A-classifier"], dataset="cifar10-jpeg", seeds=[0], results_dir=tmp_path,
                                       device="cpu")
-    assert "(1 run per experiment)" in notebook.run_card(P1, {"A-classifier": rs[:1]})._repr_html_()
+    assert "(1 run per experiment)" in cards.run_card(P1, {"A-classifier": rs[:1]})._repr_html_()
 
 
 def test_run_card_gives_one_commit_per_experiment_and_flags_dirty_code(tmp_path):
@@ -235,27 +238,27 @@ def test_run_card_gives_one_commit_per_experiment_and_flags_dirty_code(tmp_path)
     rs = [fake_run(tmp_path, a.replace(seed=s), {"test_acc": 0.6}) for s in (0, 1, 2)]
     for r in rs:
         r.env["git_commit"] = "a" * 40
-    assert notebook.run_commits({"A-classifier": rs}) == "A-classifier: aaaaaaaaaa"
+    assert cards.run_commits({"A-classifier": rs}) == "A-classifier: aaaaaaaaaa"
     rs[2].env["git_commit"] = "b" * 40 + "+dirty"
-    line = notebook.run_commits({"A-classifier": rs, "C-classifier": []})
+    line = cards.run_commits({"A-classifier": rs, "C-classifier": []})
     assert line == "A-classifier: aaaaaaaaaa (seeds 0, 1), bbbbbbbbbb <b>+dirty</b> (uncommitted changes) (seed 2)"
 
 
 def test_reuse_only_execution_refuses_to_train(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_NB_REUSE_ONLY", "1")
     with pytest.raises(ValueError, match="reuses finished runs only.*A-classifier seed 0"):
-        notebook.validate_parameters(["A-classifier"], dataset="cifar10-jpeg", seeds=[0], results_dir=tmp_path,
+        params.validate_parameters(["A-classifier"], dataset="cifar10-jpeg", seeds=[0], results_dir=tmp_path,
                                      device="cpu")
 
 
 def test_execute_from_results_picks_the_finished_full_budget_seeds(tmp_path, monkeypatch):
-    from cifar_nb import execute
+    from cifar_nb.book import execute
     monkeypatch.delenv("CIFAR_NB_DATA", raising=False)
     a = experiments.get("A-classifier").config.replace(dataset="cifar10-jpeg")
     assert execute.from_results("report_a_classifier", "cpu", tmp_path) is None     # nothing finished
     for s in (0, 2):
         fake_run(tmp_path, a.replace(seed=s), {"test_acc": 0.6})
-    monkeypatch.setattr("cifar_nb.queue._dataset_for", lambda exp, present: ("cifar10-jpeg", ""))
+    monkeypatch.setattr("cifar_nb.engine.queue.entries._dataset_for", lambda exp, present: ("cifar10-jpeg", ""))
     p = execute.from_results("report_a_classifier", "cpu", tmp_path)
     assert p["seeds"] == [0, 2] and p["dataset"] == "cifar10-jpeg" and p["steps"] is None and not p["preview"]
     # a chapter whose experiments are not all finished is left alone
@@ -269,7 +272,7 @@ def test_kid_is_shown_raw_and_its_header_says_so(tmp_path):
     rs = [fake_run(tmp_path, exp.config.replace(seed=s), {"fd_cls": 100.0 + s, "kid_mean": v, "kid_std": 0.1,
                                                           "fid": None})
           for s, v in enumerate([3.5, 3.7])]
-    P = report.validate_parameters(["E-generator"], results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
+    P = params.validate_parameters(["E-generator"], results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
     table = report.generator_table(P, {"E-generator": rs})
     kid_cols = [c for c in table.columns if "KID" in c]
     assert len(kid_cols) == 1 and "raw" in kid_cols[0] and "×10³" in kid_cols[0], table.columns
@@ -293,11 +296,14 @@ def test_claim_sources_name_the_report_by_title_and_keep_its_file():
 
 def test_folded_cells_say_what_they_hide():
     import nbformat
-    from cifar_nb import execute
+
+    from cifar_nb.book import execute
     code = nbformat.v4.new_code_cell
-    assert execute.toggle_label(code("P = report.validate_parameters([])", metadata={"tags": ["hide-input"]})) \
-        == "Show the code that checks this chapter's parameters"
-    assert "trains or reuses" in execute.toggle_label(code("runs = P.run_all()", metadata={"tags": ["hide-cell"]}))
+    assert execute.toggle_label(code('P, runs = chapter.start(globals(), "A-classifier")',
+                                     metadata={"tags": ["hide-input"]})) \
+        == "Show the code that checks this chapter's parameters and trains or reuses its runs"
+    assert "trains or reuses" in execute.toggle_label(code("D = search.for_notebook(P, 'D-search')",
+                                                           metadata={"tags": ["hide-output"]}))
     assert execute.toggle_label(code("x = 1", metadata={"tags": ["hide-cell", "injected-parameters"]})) \
         == "Show the parameters this execution was given"
     assert execute.toggle_label(code("x = 1", metadata={"tags": ["remove-input"]})) is None
@@ -305,8 +311,9 @@ def test_folded_cells_say_what_they_hide():
 
 def test_a_failed_execution_shows_the_notebook_s_own_exception_line():
     from papermill.exceptions import PapermillExecutionError
-    from cifar_nb import execute
-    e = PapermillExecutionError(cell_index=2, exec_count=2, source="P = report.validate_parameters(\n  ...)",
+
+    from cifar_nb.book import execute
+    e = PapermillExecutionError(cell_index=2, exec_count=2, source="P = params.validate_parameters(\n  ...)",
                                 ename="ValueError", evalue="steps must be a positive whole number",
                                 traceback=["Traceback ...", "ValueError: steps must be a positive whole number"])
     assert execute.failure_line(e) == "ValueError: steps must be a positive whole number"
@@ -317,7 +324,7 @@ def test_generator_samples_are_shown_beside_real_cifar100(tmp_path, monkeypatch)
     import numpy as np
     cfg = experiments.get("C-generator").config.replace(dataset="cifar10-jpeg", steps=60)
     r = fake_run(tmp_path, cfg, {"fd_cls": 1.0})
-    P = notebook.validate_parameters(["C-generator"], dataset="cifar10-jpeg", steps=60, seeds=[0],
+    P = params.validate_parameters(["C-generator"], dataset="cifar10-jpeg", steps=60, seeds=[0],
                                      results_dir=tmp_path, device="cpu")
     assert "no samples.npz" in report.beside_real_cifar100(P, r)._repr_markdown_()
     np.savez(r.run_dir / "samples.npz", images=np.zeros((40, 3, 32, 32), np.uint8), labels=np.zeros(0))
@@ -331,15 +338,15 @@ def test_generator_samples_are_shown_beside_real_cifar100(tmp_path, monkeypatch)
 
 
 def test_a_preview_without_cifar100_falls_back_to_the_stand_in_and_says_so(tmp_path, monkeypatch):
-    import cifar_nb.data as data
+    import cifar_nb.engine.data as data
     monkeypatch.setattr(data, "cifar_files_present", lambda kind, root=None: False)
-    P = notebook.validate_parameters(["A-classifier"], preview=True, device="cpu", results_dir=tmp_path)
+    P = params.validate_parameters(["A-classifier"], preview=True, device="cpu", results_dir=tmp_path)
     assert P.dataset == "cifar10-jpeg" and P.dataset_fallback
-    assert "chosen by the preview itself: CIFAR-100 is not under the data root" in notebook.banner(P)
+    assert "chosen by the preview itself: CIFAR-100 is not under the data root" in cards.banner(P)
     # the report's own dataset is kept where it is here, and never changed outside a preview
-    assert notebook.validate_parameters(["E-classifier"], preview=True, device="cpu",
+    assert params.validate_parameters(["E-classifier"], preview=True, device="cpu",
                                         results_dir=tmp_path).dataset is None
-    assert notebook.validate_parameters(["A-classifier"], device="cpu", results_dir=tmp_path).dataset is None
+    assert params.validate_parameters(["A-classifier"], device="cpu", results_dir=tmp_path).dataset is None
     monkeypatch.setattr(data, "cifar_files_present", lambda kind, root=None: True)
-    assert notebook.validate_parameters(["A-classifier"], preview=True, device="cpu",
+    assert params.validate_parameters(["A-classifier"], preview=True, device="cpu",
                                         results_dir=tmp_path).dataset is None

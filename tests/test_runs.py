@@ -1,6 +1,6 @@
 """Run configs, atomic artifacts, reuse and resume, with a tiny stand-in trainer.
 
-The fake trainer follows the same contract as the real ones (cifar_nb.train.*): it counts steps,
+The fake trainer follows the same contract as the real ones (cifar_nb.engine.train.*): it counts steps,
 resumes from ctx.load_checkpoint(), checkpoints when ctx.should_checkpoint(step) and stops with
 RunInterrupted when ctx.should_stop(step).
 """
@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cifar_nb import artifacts, runs
 from cifar_nb.budget import BudgetError
 from cifar_nb.config import RunConfig
-from cifar_nb.runs import RunInterrupted
+from cifar_nb.engine import artifacts, runs
+from cifar_nb.engine.runs import RunInterrupted
 
 
 def fake_train(ctx):
@@ -48,13 +48,13 @@ def fake_train(ctx):
 
 @pytest.fixture
 def fake(monkeypatch):
-    import cifar_nb.data
+    import cifar_nb.engine.data
+    import cifar_nb.engine.train
     import cifar_nb.models
-    import cifar_nb.train
-    monkeypatch.setattr(cifar_nb.train, "trainer_for", lambda kind: fake_train)
+    monkeypatch.setattr(cifar_nb.engine.train, "trainer_for", lambda kind: fake_train)
     monkeypatch.setattr(cifar_nb.models, "build_for_config",
                         lambda cfg, *a, **k: nn.Linear(cfg.model_args.get("width", 4), 1))
-    monkeypatch.setattr(cifar_nb.data, "describe",
+    monkeypatch.setattr(cifar_nb.engine.data, "describe",
                         lambda name, root=None: SimpleNamespace(num_classes=10, image_size=32, channels=3))
 
 
@@ -138,11 +138,11 @@ def test_aggregate_uses_sample_std_over_seeds():
 
 
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(fake, tmp_path, monkeypatch):
-    import cifar_nb.train
+    import cifar_nb.engine.train
 
     def broken(ctx):
         raise ValueError("unknown train key 'lr_warmup'")
-    monkeypatch.setattr(cifar_nb.train, "trainer_for", lambda kind: broken)
+    monkeypatch.setattr(cifar_nb.engine.train, "trainer_for", lambda kind: broken)
     with pytest.raises(ValueError, match="lr_warmup"):
         runs.run(cfg(), results_dir=tmp_path, progress=False)
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
@@ -226,6 +226,7 @@ def test_every_committed_run_is_found_by_its_config_and_full_budget_ones_by_the_
     """Config hashes are pinned: each committed run folder is named by the hash of the config it holds, and a
     full-budget run's config is exactly its experiment's recipe (so the code still finds, not retrains, it)."""
     from pathlib import Path
+
     from cifar_nb import experiments
     files = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/*/config.json"))
     assert files, "no committed runs under results/"
@@ -262,7 +263,8 @@ def test_a_generator_run_finished_before_feature_steps_were_hashed_is_adopted_on
 
 def test_a_generator_run_gets_the_feature_net_of_its_own_feature_steps(monkeypatch, tmp_path):
     """The orchestrator asks for the feature run that the generator's config names, and loads that one."""
-    from cifar_nb import experiments, metrics
+    from cifar_nb import experiments
+    from cifar_nb.engine.evaluate import features
     asked = []
     real_run = runs.run
 
@@ -271,7 +273,7 @@ def test_a_generator_run_gets_the_feature_net_of_its_own_feature_steps(monkeypat
         return SimpleNamespace(config=cfg)
 
     monkeypatch.setattr(runs, "run", fake_run)
-    monkeypatch.setattr(metrics, "load_feature_net", lambda res, *a, **k: ("net of", res.config.hash))
+    monkeypatch.setattr(features, "load_feature_net", lambda res, *a, **k: ("net of", res.config.hash))
     gen = experiments.get("C-generator").config
     assert runs.feature_net_for(gen.replace(train=dict(gen.train, feature_steps=60))) == \
         ("net of", experiments.feature_config(gen.dataset, 60).hash)

@@ -9,27 +9,14 @@ import json
 
 import pytest
 import torch
-
-from cifar_nb import cli, runs
 from test_diffusion import tiny_cfg as tiny_ddpm
 from test_gan import E_TRICKS, tiny_data  # noqa: F401  (tiny_data is a fixture)
 from test_gan import tiny_cfg as tiny_gan
 
+from cifar_nb import cli
+from cifar_nb.engine import runs
+
 TRAINING_FILES = ("config.json", "metrics.json", "history.csv", "env.json", "samples_random.png", "samples.npz")
-
-
-@pytest.fixture
-def stub_features(monkeypatch, tmp_path):
-    from cifar_nb import metrics
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                              torch.nn.Flatten(), torch.nn.Linear(8, 10))
-    fnet = metrics.FeatureNet(net, lambda x: x.float() / 127.5 - 1, 32, name="fd-cls-score-test",
-                              description="a fixed random conv net (test stub)", run_hash="stub")
-    monkeypatch.setattr(runs, "feature_net_for", lambda *a, **k: fnet)
-    return fnet
 
 
 @pytest.mark.parametrize("make", [lambda: tiny_gan(train={**E_TRICKS, "fid_samples": 16}), lambda: tiny_ddpm()],
@@ -67,7 +54,7 @@ def test_scoring_refuses_clearly_without_a_run_or_its_weights(tiny_data, stub_fe
 
 
 def test_train_mode_sampling_uses_batch_statistics_and_leaves_the_model_alone(tiny_data, stub_features, tmp_path):
-    from cifar_nb.train import gan
+    from cifar_nb.engine.train import gan
     cfg = tiny_gan(train={**E_TRICKS, "fid_samples": 16})
     res = runs.run(cfg, results_dir=tmp_path, progress=False)
     assert res.metrics["sampling_mode"] == "eval"

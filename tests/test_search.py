@@ -5,9 +5,10 @@ import optuna
 import pytest
 import torch
 
-from cifar_nb import artifacts, budget, experiments, runs, search
-from cifar_nb.models.search_cnn import FAMILIES, KERNEL_SIZES, SearchCNN, fit_width, param_count
+from cifar_nb import budget, cli, experiments
 from cifar_nb.config import RunConfig
+from cifar_nb.engine import artifacts, search
+from cifar_nb.models.search_cnn import FAMILIES, KERNEL_SIZES, SearchCNN, fit_width, param_count
 
 REPORT_COUNTS = {"cnn6": 2_494_022, "cnn7": 3_004_917, "cnn2": 10_393_946}
 
@@ -57,7 +58,7 @@ def test_bad_arguments_say_what_to_do():
         with pytest.raises(ValueError, match="scale"):
             search.make_plan("D-search", bad)
     with pytest.raises(SystemExit, match="scale"):
-        search.main(["D-search", "--scale", "0", "--results-dir", "/nonexistent/never-written"])
+        cli.search_main(["D-search", "--scale", "0", "--results-dir", "/nonexistent/never-written"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +220,7 @@ def test_a_bad_storage_url_is_refused_before_any_trial(tiny_root, tmp_path, stor
 
 
 def test_a_missing_dataset_is_refused_before_any_study_exists(tmp_path):
-    from cifar_nb.data import DataError
+    from cifar_nb.engine.data import DataError
     plan = tiny_plan(2)
     with pytest.raises(DataError, match="not found"):
         search.run_search(plan, data_root=tmp_path, results_dir=tmp_path / "results")

@@ -1,0 +1,272 @@
+"""The classifier training loop shared by every Part I report.
+
+One loop, driven by the RunConfig: the optimiser, scheduler, augmentation and loss knobs come from the
+config; what differs between reports lives there, not here.
+
+Data: each split is loaded once as uint8 tensors on the training device. Batches are drawn without
+replacement (a new permutation each epoch, from a torch.Generator on the device; the last partial batch
+of an epoch is dropped so every step has the same shape) and augmented on the device by augment.GpuAugment.
+Nothing in the hot loop leaves the device: losses and hits accumulate as tensors and are read out only when
+the run evaluates.
+
+Counting: a step is one optimiser update. The run evaluates every `eval_every` steps and at the last step.
+
+What is measured, at each evaluation, with the model in eval mode and without augmentation:
+    test_loss, test_acc    the whole test split ("val_*" instead when train["eval_split"] == "val")
+    train_loss, train_acc  a fixed subset of the training split (train["train_eval_size"], default 10,000
+                           images, the same subset for every seed), measured exactly like the test split,
+                           so that the gap between the two is over-fitting and nothing else
+    stream_loss, stream_acc  the running mean over the steps since the last evaluation, on the augmented
+                           batches, in train mode, with the training loss (label smoothing included): what a
+                           training curve made inside the loop shows
+Eval losses are plain cross-entropy, without label smoothing. Final metrics: the last evaluation, plus
+test_loss/test_acc on the test split (always), and best_<split>_acc/best_<split>_step, best_train_acc.
+
+train knobs (cfg.train):
+    label_smoothing   cross-entropy label smoothing (report E: 0.02)
+    val_size          hold out this many training images as a validation split (report D: 10,000). The split
+                      is seeded by split_seed (default 0), not by the run's seed, so all seeds and all search
+                      trials see the same split.
+    eval_split        "test" (default) or "val": what the periodic evaluation uses. "val" needs val_size, or a
+                      dataset with its own val split (AddNIST).
+    train_eval_size, eval_batch_size. (compile, channels_last and amp are accepted for old configs but are
+    runtime settings, cifar_nb.engine.runtime: they override its measured defaults and never belong in a new config.)
+
+Resuming: the checkpoint holds the model, optimiser, scheduler, step, the data generator and the global RNG
+(dropout draws from it), the epoch's permutation and the running sums, so on a CPU an interrupted and
+resumed run ends with exactly the metrics of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cifar_nb.engine import augment, data
+from cifar_nb.engine.artifacts import atomic_torch_save
+from cifar_nb.engine.runtime import Runtime, default_runtime
+from cifar_nb.engine.train.context import RunInterrupted
+from cifar_nb.engine.train.optim import build_optimizer, build_scheduler
+from cifar_nb.models import build_for_config
+
+TRAIN_KEYS = ("label_smoothing", "val_size", "split_seed", "eval_split", "train_eval_size", "eval_batch_size",
+              "compile", "channels_last", "amp")
+
+
+def _train_knobs(cfg) -> dict:
+    t = dict(cfg.train)
+    unknown = sorted(set(t) - set(TRAIN_KEYS))
+    if unknown:
+        raise ValueError(f"unknown classifier train key(s) {unknown}; known: {', '.join(TRAIN_KEYS)}")
+    return t
+
+
+def _splits(cfg, t, root, device):
+    """(train, eval ImageSet, eval split name, test ImageSet)."""
+    name = t.get("eval_split", "test")
+    if name not in ("test", "val"):
+        raise ValueError(f"train['eval_split'] must be 'test' or 'val', got {name!r}")
+    train = data.load(cfg.dataset, "train", root=root, device=device)
+    test = data.load(cfg.dataset, "test", root=root, device=device)
+    val = None
+    if t.get("val_size"):
+        train, val = data.train_val_split(train, int(t["val_size"]), seed=int(t.get("split_seed", 0)))
+    elif name == "val":
+        if "val" not in train.info.splits:
+            raise ValueError(f"eval_split 'val' needs train['val_size'] (a held-out part of the training split): "
+                             f"{cfg.dataset} has no validation split of its own")
+        val = data.load(cfg.dataset, "val", root=root, device=device)
+    return train, (val if name == "val" else test), name, test
+
+
+class Batches:
+    """Epochs of random batches of indices, drawn on the device; drops each epoch's last partial batch."""
+
+    def __init__(self, n, batch_size, generator):
+        self.n, self.bs, self.g = n, batch_size, generator
+        self.perm, self.pos = None, n
+
+    def next(self):
+        if self.pos + self.bs > self.n:
+            self.perm = torch.randperm(self.n, generator=self.g, device=self.g.device)
+            self.pos = 0
+        idx = self.perm[self.pos:self.pos + self.bs]
+        self.pos += self.bs
+        return idx
+
+    def state_dict(self):
+        return {"perm": self.perm, "pos": self.pos, "generator": self.g.get_state()}
+
+    def load_state_dict(self, s):
+        self.perm, self.pos = s["perm"], s["pos"]
+        self.g.set_state(s["generator"].cpu())
+
+
+@torch.no_grad()
+def evaluate(model, imageset, info, batch_size=1024, channels_last=False, amp=False):
+    """(mean cross-entropy, accuracy) over a whole ImageSet, eval mode, no augmentation."""
+    was_training = model.training
+    model.eval()
+    loss = torch.zeros((), dtype=torch.float64, device=imageset.labels.device)
+    hits = torch.zeros((), dtype=torch.long, device=imageset.labels.device)
+    for i in range(0, len(imageset), batch_size):
+        x = augment.normalize(imageset.images[i:i + batch_size], info)
+        y = imageset.labels[i:i + batch_size]
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        loss += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        hits += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    n = max(1, len(imageset))
+    return loss.item() / n, hits.item() / n
+
+
+def _rng_state(device):
+    s = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        s["cuda"] = torch.cuda.get_rng_state(device)
+    return s
+
+
+def _set_rng_state(s, device):
+    torch.set_rng_state(s["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in s:
+        torch.cuda.set_rng_state(s["cuda"].cpu(), device)
+
+
+class Loop:
+    """What one optimisation step needs: the model, optimiser, scheduler, augmentation and batch sampler.
+    train() drives it; benchmarks/train_speed.py times its step() alone."""
+
+    def __init__(self, cfg, train_set, device, use_compile=False, runtime: Runtime | None = None):
+        t, device = _train_knobs(cfg), torch.device(device)
+        cuda = device.type == "cuda"
+        if runtime is None:
+            legacy = {k: t.get(k) for k in ("amp", "channels_last", "compile")}
+            runtime = default_runtime(cfg.model, device, **legacy)
+        if use_compile:
+            runtime = Runtime(runtime.amp, runtime.channels_last, True, runtime.threads)
+        self.runtime = runtime
+        self.cfg, self.device, self.train_set, info = cfg, device, train_set, train_set.info
+        self.channels_last = runtime.channels_last
+        self.amp = runtime.amp
+        self.smoothing = float(t.get("label_smoothing", 0.0))
+        if len(train_set) < cfg.batch_size:
+            raise ValueError(f"batch_size {cfg.batch_size} is larger than the training split ({len(train_set)} images)")
+
+        torch.manual_seed(cfg.seed)   # model init, and dropout during training, draw from the global RNG
+        model = build_for_config(cfg, info.num_classes, info.image_size, info.channels).to(device)
+        self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
+        self.opt = build_optimizer(self.model.parameters(), cfg.optimizer)
+        self.sched, self.sched_every = build_scheduler(self.opt, cfg.scheduler, cfg.steps)
+        self.aug = augment.GpuAugment(cfg.augment, info)
+        self.gen = torch.Generator(device=device)
+        self.gen.manual_seed(cfg.seed + 1_000_003)   # a stream apart from the init's
+        self.batches = Batches(len(train_set), cfg.batch_size, self.gen)
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+        self.fwd = torch.compile(self.model) if runtime.compile else self.model
+        self.step_count = 0
+        self.model.train()
+
+    def step(self):
+        """One optimisation step; returns (loss, hits) as device tensors (no sync)."""
+        idx = self.batches.next()
+        x = self.aug(self.train_set.images[idx], self.gen)
+        y = self.train_set.labels[idx]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.fwd(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.smoothing)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step_count += 1
+        if self.sched is not None and self.step_count % self.sched_every == 0:
+            self.sched.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    def evaluate(self, imageset, batch_size=1024):
+        return evaluate(self.model, imageset, self.train_set.info, batch_size, self.channels_last, self.amp)
+
+    def state_dict(self):
+        return {"step": self.step_count, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict() if self.sched is not None else None,
+                "batches": self.batches.state_dict(), "rng": _rng_state(self.device)}
+
+    def load_state_dict(self, s):
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["optimizer"])
+        if self.sched is not None:
+            self.sched.load_state_dict(s["scheduler"])
+        self.batches.load_state_dict(s["batches"])
+        _set_rng_state(s["rng"], self.device)
+        self.step_count = s["step"]
+
+
+def train(ctx) -> dict:
+    cfg, device = ctx.config, torch.device(ctx.device)
+    t = _train_knobs(cfg)
+    eval_bs = int(t.get("eval_batch_size", 1024))
+    train_set, eval_set, split, test_set = _splits(cfg, t, ctx.data_root, device)
+    n_train_eval = min(len(train_set), int(t.get("train_eval_size", 10_000)))
+    train_eval = train_set.subset(torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
+                                  [:n_train_eval].sort().values)
+    loop = Loop(cfg, train_set, device, runtime=ctx.runtime)
+    ctx.runtime = loop.runtime
+    # running sums over the current evaluation interval (train mode, augmented batches)
+    run_loss = torch.zeros((), device=device)
+    run_hits = torch.zeros((), dtype=torch.long, device=device)
+    run_n = 0
+    state = ctx.load_checkpoint()
+    if state is not None:
+        loop.load_state_dict(state["loop"])
+        run_loss, run_hits, run_n = state["run_loss"].to(device), state["run_hits"].to(device), state["run_n"]
+
+    bar = ctx.progress_bar(initial=loop.step_count)
+    while loop.step_count < cfg.steps:
+        loss, hits = loop.step()
+        step = loop.step_count
+        run_loss += loss
+        run_hits += hits
+        run_n += 1
+        bar.update(1)
+
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            ev_loss, ev_acc = loop.evaluate(eval_set, eval_bs)
+            tr_loss, tr_acc = loop.evaluate(train_eval, eval_bs)
+            row = {"step": step, "lr": loop.opt.param_groups[0]["lr"], "train_loss": tr_loss, "train_acc": tr_acc,
+                   f"{split}_loss": ev_loss, f"{split}_acc": ev_acc,
+                   "stream_loss": run_loss.item() / run_n, "stream_acc": run_hits.item() / (run_n * cfg.batch_size)}
+            ctx.log(**row)
+            bar.set_postfix(loss=f"{row['stream_loss']:.3f}", **{split: f"{ev_acc:.3f}"})
+            run_loss.zero_()
+            run_hits.zero_()
+            run_n = 0
+
+        if step < cfg.steps and ctx.should_checkpoint(step):
+            ctx.save_checkpoint({"loop": loop.state_dict(), "run_loss": run_loss, "run_hits": run_hits,
+                                 "run_n": run_n})
+            if ctx.should_stop(step):
+                bar.close()
+                raise RunInterrupted(ctx.stop_message(step))
+    bar.close()
+
+    atomic_torch_save(ctx.run_dir / "weights.pt",
+                      {k: v.detach().cpu().contiguous() for k, v in loop.model.state_dict().items()})
+    last = ctx.history[-1]
+    best = max(ctx.history, key=lambda r: r[f"{split}_acc"])   # the first of ties
+    metrics = {
+        "train_acc": last["train_acc"], "train_loss": last["train_loss"],
+        "stream_acc": last["stream_acc"], "stream_loss": last["stream_loss"],
+        f"{split}_acc": last[f"{split}_acc"], f"{split}_loss": last[f"{split}_loss"],
+        f"best_{split}_acc": best[f"{split}_acc"], f"best_{split}_step": best["step"],
+        "best_train_acc": max(r["train_acc"] for r in ctx.history),
+        "n_train": len(train_set), "n_train_eval": len(train_eval), f"n_{split}": len(eval_set),
+    }
+    if split != "test":
+        metrics["test_loss"], metrics["test_acc"] = loop.evaluate(test_set, eval_bs)
+        metrics["n_test"] = len(test_set)
+    return metrics
