@@ -260,7 +260,7 @@ import os, sys
 if os.environ.get("CIFAR_NB_LEASE_TINY") and sys.argv[:1] != ["-c"]:
     sys.path.insert(0, {tests!r})
     from _pytest.monkeypatch import MonkeyPatch
-    from cifar_nb import data
+    from cifar_nb.engine import data
     import test_classifiers as tc, test_queue as tq
     mp = MonkeyPatch()
     tq._tiny_plan(mp)

@@ -20,10 +20,6 @@ from cifar_nb.engine import runs as runs_mod
 from cifar_nb.engine.artifacts import RunResult
 from cifar_nb.engine.runtime import resolve_device
 
-# tqdm.auto falls back to the text bar without ipywidgets, warning with this venv's absolute path,
-# which would otherwise land in every executed notebook.
-warnings.filterwarnings("ignore", message="IProgress not found")
-
 # Dataset names the notebooks accept (cifar_nb.engine.data resolves them); imagefolder:<path> is also allowed.
 DATASETS = ("cifar100", "cifar10", "cifar10-jpeg", "addnist")
 STAND_IN = "cifar10-jpeg"        # the natural-image stand-in a preview falls back to without CIFAR-100

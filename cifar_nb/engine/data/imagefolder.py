@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image
+import torchvision.io
 from tqdm.auto import tqdm
 
 from cifar_nb.config import DATASET_SHAPES
@@ -135,7 +135,8 @@ def _decode(src: Path, rels: list[str], files: dict, desc: str) -> torch.Tensor:
         raw = files[rel]
         raw = raw.read_bytes() if isinstance(raw, Path) else raw
         try:
-            img = decode_image(torch.frombuffer(bytearray(raw), dtype=torch.uint8), mode=ImageReadMode.RGB)
+            img = torchvision.io.decode_image(torch.frombuffer(bytearray(raw), dtype=torch.uint8),
+                                             mode=torchvision.io.ImageReadMode.RGB)
         except RuntimeError:   # a format torchvision.io does not read (bmp, tiff, ...): PIL does
             try:
                 with Image.open(io.BytesIO(raw)) as im:
