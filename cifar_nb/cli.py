@@ -3,7 +3,8 @@
     python -m cifar_nb list [--json]
     python -m cifar_nb run <experiment> [--steps N] [--seed S | --seeds 0 1 2] [--dataset D]
                                         [--device auto|cpu|cuda] [--data-root DIR] [--results-dir DIR]
-                                        [--batch-size B] [--time-limit SECONDS] [--force]
+                                        [--batch-size B] [--set FIELD.KEY=VALUE ...] [--time-limit SECONDS]
+                                        [--force]
     python -m cifar_nb score <experiment> [--seed S] [--samples N] [--fid-weights PATH]
                                           score a finished generator from its weights, without retraining
     python -m cifar_nb data check [--data-root DIR]
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -30,6 +32,7 @@ from cifar_nb import experiments
 from cifar_nb.book import status
 from cifar_nb.book.execute import main as execute_main
 from cifar_nb.budget import BudgetError
+from cifar_nb.config import RunConfig
 from cifar_nb.engine import artifacts, queue, runs, search
 from cifar_nb.engine.data import DATA_ROOT_RULES, DataError, cache_dir, check, locate_data_root
 from cifar_nb.engine.lease import main as lease_main
@@ -58,6 +61,50 @@ def positive_int(text: str) -> int:
     if v == 0:
         raise argparse.ArgumentTypeError("0 is not allowed here: give a positive whole number")
     return v
+
+
+# The run config's flags, made from RunConfig's fields that carry a "cli" help text: a scalar field is a flag of
+# its own (--steps, --batch-size ...), a key inside a dict field is set with --set FIELD.KEY=VALUE. A field added
+# to the config with a help text gets its flag here without this file changing.
+CLI_FIELDS = [f for f in dataclasses.fields(RunConfig) if "cli" in f.metadata]
+SCALAR_FIELDS = [f for f in CLI_FIELDS if f.type in ("int", "str")]
+DICT_FIELDS = {f.name: f.metadata["cli"] for f in CLI_FIELDS if f.type == "dict"}
+
+
+def config_setting(text: str) -> tuple[str, str, object]:
+    """FIELD.KEY=VALUE -> (field, key, value); VALUE is read as JSON (numbers, true, null, lists), else as text."""
+    name, sep, raw = text.partition("=")
+    field_name, dot, key = name.partition(".")
+    if not sep or not dot or not key or field_name not in DICT_FIELDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give FIELD.KEY=VALUE with FIELD one of {', '.join(DICT_FIELDS)}, e.g. train.fid_samples=5000")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return field_name, key, value
+
+
+def add_config_flags(q: argparse.ArgumentParser, role: str = "") -> None:
+    """--steps, --batch-size, --eval-every, --dataset and --set, from RunConfig (see CLI_FIELDS)."""
+    for f in SCALAR_FIELDS:
+        q.add_argument("--" + f.name.replace("_", "-"), type=positive_int if f.type == "int" else str,
+                       help=f"{f.metadata['cli']}{role} (default: the experiment's)")
+    fields = "; ".join(f"{k}: {v}" for k, v in DICT_FIELDS.items())
+    q.add_argument("--set", action="append", default=[], type=config_setting, metavar="FIELD.KEY=VALUE",
+                   help=f"change one key of a config dict{role}, VALUE as JSON (repeatable). {fields}")
+    q.add_argument("--fid-samples", type=positive_int,
+                   help=f"generators: images for FD-cls/KID/FID{role} (short for --set train.fid_samples=N)")
+
+
+def config_from_flags(exp, args) -> RunConfig:
+    """The experiment's recipe with the flags of add_config_flags applied (the seed is set by the caller)."""
+    cfg = exp.make_config(**{f.name: getattr(args, f.name) for f in SCALAR_FIELDS
+                             if getattr(args, f.name) is not None})
+    settings = list(args.set) + ([("train", "fid_samples", args.fid_samples)] if args.fid_samples else [])
+    for field_name, key, value in settings:
+        cfg = cfg.replace(**{field_name: {**getattr(cfg, field_name), key: value}})
+    return cfg
 
 
 # Errors a user can cause and mend: one sentence each, exit status 2. Anything else is a bug of ours: a sentence,
@@ -139,18 +186,12 @@ def cmd_run(args) -> int:
         exp = experiments.get(args.experiment)
     except KeyError as e:
         raise SystemExit(f"error: {e.args[0]}")
-    overrides = {k: v for k, v in dict(steps=args.steps, dataset=args.dataset,
-                                       batch_size=args.batch_size).items() if v is not None}
-    if args.eval_every is not None:
-        overrides["eval_every"] = args.eval_every
     seeds = args.seeds if args.seeds is not None else [args.seed]
     device = resolve_device(args.device)
     try:
-        cfg = exp.make_config(**overrides)
+        cfg = config_from_flags(exp, args)
     except ValueError as e:
         raise SystemExit(f"error: {e}")
-    if args.fid_samples is not None:
-        cfg = cfg.replace(train=dict(cfg.train, fid_samples=args.fid_samples))
     for seed in seeds:
         try:
             res = runs.run(cfg.replace(seed=seed), device=device, data_root=args.data_root,
@@ -168,11 +209,7 @@ def cmd_run(args) -> int:
 
 def cmd_score(args) -> int:
     exp = experiments.get(args.experiment)
-    overrides = {k: v for k, v in dict(steps=args.steps, dataset=args.dataset,
-                                       batch_size=args.batch_size).items() if v is not None}
-    cfg = exp.make_config(**overrides).replace(seed=args.seed)
-    if args.fid_samples is not None:
-        cfg = cfg.replace(train=dict(cfg.train, fid_samples=args.fid_samples))
+    cfg = config_from_flags(exp, args).replace(seed=args.seed)
     scores = runs.score(cfg, device=resolve_device(args.device), data_root=args.data_root,
                         results_dir=args.results_dir, n_samples=args.samples, fid_weights=args.fid_weights,
                         sampling_mode=args.sampling_mode)
@@ -297,13 +334,9 @@ def _main(argv: list[str] | None = None) -> int:
 
     q = sub.add_parser("run", help="train (or reuse) one experiment")
     q.add_argument("experiment")
-    q.add_argument("--steps", type=int)
-    q.add_argument("--batch-size", type=positive_int)
-    q.add_argument("--eval-every", type=int)
-    q.add_argument("--dataset", help="cifar100 (default), cifar10, cifar10-jpeg, addnist, imagefolder:<path>")
+    add_config_flags(q)
     q.add_argument("--seed", type=non_negative_int, default=0)
     q.add_argument("--seeds", type=non_negative_int, nargs="+", help="several seeds, run one after another")
-    q.add_argument("--fid-samples", type=int, help="generators: samples for FD-cls/KID/FID (default 10,000)")
     q.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
     q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
     q.add_argument("--results-dir", help="where artifacts go (default: results/ or $CIFAR_NB_RESULTS)")
@@ -315,10 +348,7 @@ def _main(argv: list[str] | None = None) -> int:
                                      "possible), without retraining")
     q.add_argument("experiment")
     q.add_argument("--seed", type=non_negative_int, default=0)
-    q.add_argument("--steps", type=int, help="the run's steps, if not the report's")
-    q.add_argument("--batch-size", type=positive_int, help="the run's batch size, if not the report's")
-    q.add_argument("--dataset", help="the run's dataset, if not the report's")
-    q.add_argument("--fid-samples", type=int, help="the run's train.fid_samples, if it was trained with another")
+    add_config_flags(q, role=" the run was trained with")
     q.add_argument("--samples", type=positive_int, help="images to generate (default: the run's fid_samples)")
     q.add_argument("--fid-weights", help="torch-fidelity's Inception weights file (default: $CIFAR_NB_INCEPTION_WEIGHTS "
                                          "or the torch hub cache)")

@@ -39,16 +39,18 @@ class RunConfig:
     experiment: str
     kind: str                                   # classifier | gan | diffusion
     model: str                                  # a name in cifar_nb.models.MODELS
-    model_args: dict = field(default_factory=dict)
-    dataset: str = "cifar100"
-    steps: int = 1000
-    batch_size: int = 128
+    model_args: dict = field(default_factory=dict, metadata={"cli": "the model's constructor arguments"})
+    dataset: str = field(default="cifar100", metadata={
+        "cli": "cifar100 (the default), cifar10, cifar10-jpeg, addnist, imagefolder:<path>"})
+    steps: int = field(default=1000, metadata={"cli": "optimisation steps"})
+    batch_size: int = field(default=128, metadata={"cli": "images per step"})
     seed: int = 0
-    optimizer: dict = field(default_factory=dict)   # {"name": "adam", "lr": 1e-3, ...}
-    scheduler: dict = field(default_factory=dict)   # {"name": "exponential", ...} or {}
-    augment: dict = field(default_factory=dict)     # see cifar_nb.engine.augment
-    train: dict = field(default_factory=dict)       # loop knobs: label_smoothing, val_size, gan tricks...
-    eval_every: int = 500
+    optimizer: dict = field(default_factory=dict, metadata={"cli": 'e.g. {"name": "adam", "lr": 1e-3}'})
+    scheduler: dict = field(default_factory=dict, metadata={"cli": 'e.g. {"name": "exponential", ...}, or none'})
+    augment: dict = field(default_factory=dict, metadata={"cli": "see cifar_nb.engine.augment"})
+    train: dict = field(default_factory=dict, metadata={
+        "cli": "the trainer's knobs (label_smoothing, val_size, GAN tricks, fid_samples ...)"})
+    eval_every: int = field(default=500, metadata={"cli": "steps between evaluations (generators: between logs x10)"})
     out_of_budget: bool = False
 
     def __post_init__(self):

@@ -169,6 +169,24 @@ def test_interrupted_and_resumed_equals_uninterrupted(name, stop, synthetic, tmp
     assert not artifacts.checkpoint_path(cfg, tmp_path / "cut").exists()
 
 
+@pytest.mark.slow
+def test_a_checkpoint_in_the_format_before_the_shared_loop_still_resumes(synthetic, tmp_path):
+    # the loop skeleton (train/loop.py) keeps the interval sums as {"sums", "count"}; a checkpoint written
+    # before it held them as run_loss/run_hits/run_n, and such a checkpoint (the CPU queue's) must resume
+    cfg = tiny("B-ablation-2", steps=16, eval_every=8)
+    whole = go(cfg, tmp_path / "whole")
+    with pytest.raises(runs.RunInterrupted):
+        go(cfg, tmp_path / "cut", stop_at_step=11)
+    ckpt = artifacts.checkpoint_path(cfg, tmp_path / "cut")
+    state = torch.load(ckpt, weights_only=False)
+    sums, count = state.pop("sums"), state.pop("count")
+    assert count == 3 and set(sums) == {"loss", "hits"}
+    del state["step"]
+    torch.save({**state, "run_loss": sums["loss"], "run_hits": sums["hits"], "run_n": count}, ckpt)
+    resumed = go(cfg, tmp_path / "cut")
+    assert same(resumed.metrics, whole.metrics) and resumed.history == whole.history
+
+
 @pytest.mark.parametrize("change", [dict(steps=10_001), dict(model_args={"init_channels": 64})])
 def test_over_budget_refused_before_writing(change, synthetic, tmp_path):
     cfg = tiny("C-classifier").replace(**change)

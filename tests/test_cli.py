@@ -180,3 +180,49 @@ def test_an_unexpected_error_names_its_log(capsys, monkeypatch, tmp_path):
     assert code == cli.EXIT_BUG and "ZeroDivisionError" in err and "traceback is in" in err
     logs = list((tmp_path / "logs").glob("error-*.log"))
     assert logs and "ZeroDivisionError" in logs[0].read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# the run flags are made from RunConfig's fields
+
+def _flags():
+    import argparse
+
+    from cifar_nb import cli
+    p = argparse.ArgumentParser()
+    cli.add_config_flags(p)
+    return cli, p
+
+
+def test_every_config_field_with_a_help_text_has_its_flag():
+    import dataclasses
+
+    from cifar_nb.config import RunConfig
+    cli, p = _flags()
+    flags = {a.dest for a in p._actions}
+    scalars = {f.name for f in dataclasses.fields(RunConfig) if "cli" in f.metadata and f.type != "dict"}
+    assert scalars == {"dataset", "steps", "batch_size", "eval_every"} and scalars <= flags
+    assert {"set", "fid_samples"} <= flags
+
+
+def test_flags_change_the_recipe_and_nothing_else():
+    from cifar_nb import experiments
+    cli, p = _flags()
+    exp = experiments.get("C-generator")
+    args = p.parse_args(["--steps", "60", "--set", "train.fid_samples=500", "--set", "optimizer.lr=0.001",
+                         "--set", "train.interpolation=lerp"])
+    cfg = cli.config_from_flags(exp, args)
+    base = exp.config
+    assert cfg.steps == 60 and cfg.train["fid_samples"] == 500 and cfg.optimizer["lr"] == 0.001
+    assert cfg.train["interpolation"] == "lerp"
+    assert {k: v for k, v in cfg.train.items() if k not in ("fid_samples", "interpolation")} == \
+        {k: v for k, v in base.train.items() if k not in ("fid_samples", "interpolation")}
+    assert cfg.replace(steps=base.steps, train=base.train, optimizer=base.optimizer) == base
+    assert cli.config_from_flags(exp, p.parse_args([])) == base
+    assert cli.config_from_flags(exp, p.parse_args(["--fid-samples", "7"])).train["fid_samples"] == 7
+
+
+@pytest.mark.parametrize("bad", ["train.fid_samples", "trian.fid_samples=5", "fid_samples=5", "train.=5"])
+def test_a_bad_set_is_one_sentence(bad, capsys):
+    code, err = _run_cli(["run", "A-classifier", "--set", bad], capsys)
+    assert code != 0 and "FIELD.KEY=VALUE" in err

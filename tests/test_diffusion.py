@@ -11,7 +11,7 @@ import torch
 
 from cifar_nb.budget import count_params
 from cifar_nb.config import RunConfig
-from cifar_nb.engine import runs
+from cifar_nb.engine import artifacts, runs
 from cifar_nb.engine.runs import RunInterrupted
 from cifar_nb.engine.train import diffusion as trainer
 from cifar_nb.models import create_model
@@ -192,6 +192,21 @@ def test_resume_equals_uninterrupted(tiny_data, fake_eval, tmp_path, ema):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.metrics["sample_mean"] == full.metrics["sample_mean"]
     assert -1 <= full.metrics["sample_min"] < full.metrics["sample_max"] <= 1
+
+
+def test_a_checkpoint_in_the_format_before_the_shared_loop_still_resumes(tiny_data, fake_eval, tmp_path):
+    # before train/loop.py the DDPM kept its interval sum as loss_sum/loss_n
+    cfg = tiny_cfg()
+    full = runs.run(cfg, results_dir=tmp_path / "a", progress=False)
+    with pytest.raises(RunInterrupted):
+        runs.run(cfg, results_dir=tmp_path / "b", progress=False, stop_at_step=7)
+    ckpt = artifacts.checkpoint_path(cfg, tmp_path / "b")
+    state = torch.load(ckpt, weights_only=False)
+    sums, count = state.pop("sums"), state.pop("count")
+    assert count > 0
+    torch.save({**state, "loss_sum": sums["loss"], "loss_n": count}, ckpt)
+    resumed = runs.run(cfg, results_dir=tmp_path / "b", progress=False)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history]
 
 
 def test_bad_train_keys_are_refused(tiny_data, fake_eval, tmp_path):

@@ -21,8 +21,8 @@ from cifar_nb.engine.runs import RunInterrupted
 def fake_train(ctx):
     cfg = ctx.config
     g = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)     # before the layer: its bias is drawn from the global RNG too
     model = nn.Linear(4, 1)
-    torch.manual_seed(cfg.seed)
     nn.init.normal_(model.weight)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     step = 0

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from cifar_nb.engine import augment, data
 from cifar_nb.engine.artifacts import atomic_torch_save
 from cifar_nb.engine.runtime import Runtime, default_runtime
-from cifar_nb.engine.train.context import RunInterrupted
+from cifar_nb.engine.train.loop import Steps, run_steps
 from cifar_nb.engine.train.optim import build_optimizer, build_scheduler
 from cifar_nb.models import build_for_config
 
@@ -216,43 +216,27 @@ def train(ctx) -> dict:
                                   [:n_train_eval].sort().values)
     loop = Loop(cfg, train_set, device, runtime=ctx.runtime)
     ctx.runtime = loop.runtime
-    # running sums over the current evaluation interval (train mode, augmented batches)
-    run_loss = torch.zeros((), device=device)
-    run_hits = torch.zeros((), dtype=torch.long, device=device)
-    run_n = 0
-    state = ctx.load_checkpoint()
-    if state is not None:
-        loop.load_state_dict(state["loop"])
-        run_loss, run_hits, run_n = state["run_loss"].to(device), state["run_hits"].to(device), state["run_n"]
 
-    bar = ctx.progress_bar(initial=loop.step_count)
-    while loop.step_count < cfg.steps:
+    def step(_done):
         loss, hits = loop.step()
-        step = loop.step_count
-        run_loss += loss
-        run_hits += hits
-        run_n += 1
-        bar.update(1)
+        return {"loss": loss, "hits": hits}
 
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            ev_loss, ev_acc = loop.evaluate(eval_set, eval_bs)
-            tr_loss, tr_acc = loop.evaluate(train_eval, eval_bs)
-            row = {"step": step, "lr": loop.opt.param_groups[0]["lr"], "train_loss": tr_loss, "train_acc": tr_acc,
-                   f"{split}_loss": ev_loss, f"{split}_acc": ev_acc,
-                   "stream_loss": run_loss.item() / run_n, "stream_acc": run_hits.item() / (run_n * cfg.batch_size)}
-            ctx.log(**row)
-            bar.set_postfix(loss=f"{row['stream_loss']:.3f}", **{split: f"{ev_acc:.3f}"})
-            run_loss.zero_()
-            run_hits.zero_()
-            run_n = 0
+    def report(done, sums, n):
+        # sums: training-mode loss and hits over the interval's augmented batches
+        ev_loss, ev_acc = loop.evaluate(eval_set, eval_bs)
+        tr_loss, tr_acc = loop.evaluate(train_eval, eval_bs)
+        row = {"step": done, "lr": loop.opt.param_groups[0]["lr"], "train_loss": tr_loss, "train_acc": tr_acc,
+               f"{split}_loss": ev_loss, f"{split}_acc": ev_acc,
+               "stream_loss": sums["loss"].item() / n, "stream_acc": sums["hits"].item() / (n * cfg.batch_size)}
+        ctx.log(**row)
+        return {"loss": f"{row['stream_loss']:.3f}", split: f"{ev_acc:.3f}"}
 
-        if step < cfg.steps and ctx.should_checkpoint(step):
-            ctx.save_checkpoint({"loop": loop.state_dict(), "run_loss": run_loss, "run_hits": run_hits,
-                                 "run_n": run_n})
-            if ctx.should_stop(step):
-                bar.close()
-                raise RunInterrupted(ctx.stop_message(step))
-    bar.close()
+    def restore(state):
+        loop.load_state_dict(state["loop"])
+        return loop.step_count
+
+    run_steps(ctx, Steps(total=cfg.steps, step=step, every=cfg.eval_every, report=report,
+                         state=lambda: {"loop": loop.state_dict()}, restore=restore))
 
     atomic_torch_save(ctx.run_dir / "weights.pt",
                       {k: v.detach().cpu().contiguous() for k, v in loop.model.state_dict().items()})

@@ -37,7 +37,7 @@ from cifar_nb.engine.artifacts import atomic_torch_save
 from cifar_nb.engine.evaluate.generator import evaluate_generator
 from cifar_nb.engine.runtime import generator_autocast as autocast
 from cifar_nb.engine.train.batches import EpochBatches, mix_seed
-from cifar_nb.engine.train.context import RunInterrupted
+from cifar_nb.engine.train.loop import Steps, run_steps
 from cifar_nb.engine.train.optim import build_optimizer, build_scheduler
 from cifar_nb.experiments import FEATURE_STEPS
 from cifar_nb.models import build_for_config
@@ -169,50 +169,38 @@ def train(ctx) -> dict:
     s = setup(cfg, data.info, device)
     model, opt, sched, ema, o = s.model, s.opt, s.sched, s.ema, s.o
 
-    step, loss_sum, loss_n = 0, torch.zeros((), device=device), 0
-    state = ctx.load_checkpoint()
-    if state:
+    batches = EpochBatches(N, B, cfg.seed, device)
+    g = torch.Generator(device)
+    model.train()
+
+    def step(done):
+        idx = batches.indices(done)
+        g.manual_seed(mix_seed(cfg.seed, done))
+        return {"loss": train_step(s, data.images[idx], data.labels[idx], done, g)}
+
+    def report(done, sums, n):
+        mean = (sums["loss"] / n).item()           # the only host sync, once per log interval
+        if not math.isfinite(mean):
+            raise FloatingPointError(f"diffusion loss became {mean} by step {done}; lower the lr")
+        ctx.log(step=done, loss=mean, lr=opt.param_groups[0]["lr"])
+
+    def state():
+        return {"model": model.state_dict(), "opt": opt.state_dict(),
+                "sched": sched.state_dict() if sched is not None else None,
+                "ema": ema.state_dict() if ema is not None else None, "torch_rng": torch.get_rng_state()}
+
+    def restore(state):
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         if sched is not None:
             sched.load_state_dict(state["sched"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
-        step, loss_sum, loss_n = state["step"], state["loss_sum"].to(device), state["loss_n"]
         torch.set_rng_state(state["torch_rng"])
+        return state["step"]
 
-    log_every = o["log_every"] or max(1, cfg.eval_every // 10)
-    batches = EpochBatches(N, B, cfg.seed, device)
-    g = torch.Generator(device)
-    bar = ctx.progress_bar(step)
-    model.train()
-    t_train, steps_at_start = time.perf_counter(), step
-    while step < cfg.steps:
-        idx = batches.indices(step)
-        g.manual_seed(mix_seed(cfg.seed, step))
-        loss = train_step(s, data.images[idx], data.labels[idx], step, g)
-        step += 1
-        loss_sum, loss_n = loss_sum + loss, loss_n + 1
-        if step % log_every == 0 or step == cfg.steps:
-            mean = (loss_sum / loss_n).item()           # the only host sync, once per log interval
-            if not math.isfinite(mean):
-                raise FloatingPointError(f"diffusion loss became {mean} by step {step}; lower the lr")
-            ctx.log(step=step, loss=mean, lr=opt.param_groups[0]["lr"])
-            loss_sum, loss_n = torch.zeros((), device=device), 0
-        bar.update(1)
-        if ctx.should_checkpoint(step):
-            ctx.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(),
-                                 "sched": sched.state_dict() if sched is not None else None,
-                                 "ema": ema.state_dict() if ema is not None else None,
-                                 "step": step, "loss_sum": loss_sum, "loss_n": loss_n,
-                                 "torch_rng": torch.get_rng_state()})
-            if ctx.should_stop(step) and step < cfg.steps:
-                bar.close()
-                raise RunInterrupted(ctx.stop_message(step))
-    bar.close()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    train_s = time.perf_counter() - t_train
+    trained = run_steps(ctx, Steps(total=cfg.steps, step=step, every=o["log_every"] or max(1, cfg.eval_every // 10),
+                                   report=report, state=state, restore=restore))
 
     handle = handle_for(s)
     info = data.info
@@ -223,7 +211,7 @@ def train(ctx) -> dict:
         "ema": o["ema"]})
     metrics = {
         "final_loss": ctx.history[-1]["loss"] if ctx.history else None,
-        "train_steps_per_s": (step - steps_at_start) / train_s if step > steps_at_start else None,
+        "train_steps_per_s": trained.steps_per_s,
         "beta_schedule": o["beta_schedule"], "timesteps": o["timesteps"], "ema": o["ema"],
         "sampler": handle.sampler, "clip_x0": o["clip_x0"],
         "sample_steps": o["sample_steps"] or o["timesteps"],

@@ -46,7 +46,7 @@ from cifar_nb.engine.artifacts import atomic_torch_save
 from cifar_nb.engine.evaluate.generator import evaluate_generator
 from cifar_nb.engine.runtime import generator_autocast as autocast
 from cifar_nb.engine.train.batches import EpochBatches, mix_seed
-from cifar_nb.engine.train.context import RunInterrupted
+from cifar_nb.engine.train.loop import Steps, run_steps
 from cifar_nb.engine.train.optim import build_optimizer, build_scheduler
 from cifar_nb.experiments import FEATURE_STEPS
 from cifar_nb.models import build_for_config
@@ -218,53 +218,42 @@ def train(ctx) -> dict:
     s = setup(cfg, info, device)
     o, model = s.o, s.model
 
-    step, sums, count = 0, {k: torch.zeros((), device=device) for k in STATS}, 0
-    state = ctx.load_checkpoint()
-    if state:
+    batches = EpochBatches(N, B, cfg.seed, device)
+    g = torch.Generator(device)
+    model.train()
+
+    def step(done):
+        g.manual_seed(mix_seed(cfg.seed, done))
+        stats = train_step(s, data.images[batches.indices(done)], done, g)
+        if s.sched_g is not None and (done + 1) % s.every == 0:
+            s.sched_g.step()
+            s.sched_d.step()
+        return stats
+
+    def report(done, sums, n):
+        row = {k: (sums[k] / n).item() for k in STATS}    # the only host sync, once per interval
+        if not all(math.isfinite(v) for v in row.values()):
+            raise FloatingPointError(f"GAN losses became non-finite by step {done}: {row}")
+        ctx.log(step=done, **row, lr=s.opt_g.param_groups[0]["lr"], noise=noise_level(o, done - 1))
+
+    def state():
+        return {"model": model.state_dict(), "opt_g": s.opt_g.state_dict(), "opt_d": s.opt_d.state_dict(),
+                "sched_g": s.sched_g.state_dict() if s.sched_g is not None else None,
+                "sched_d": s.sched_d.state_dict() if s.sched_d is not None else None,
+                "torch_rng": torch.get_rng_state()}
+
+    def restore(state):
         model.load_state_dict(state["model"])
         s.opt_g.load_state_dict(state["opt_g"])
         s.opt_d.load_state_dict(state["opt_d"])
         if s.sched_g is not None:
             s.sched_g.load_state_dict(state["sched_g"])
             s.sched_d.load_state_dict(state["sched_d"])
-        step, count = state["step"], state["count"]
-        sums = {k: v.to(device) for k, v in state["sums"].items()}
         torch.set_rng_state(state["torch_rng"])
+        return state["step"]
 
-    log_every = o["log_every"] or max(1, cfg.eval_every // 10)
-    batches = EpochBatches(N, B, cfg.seed, device)
-    g = torch.Generator(device)
-    bar = ctx.progress_bar(step)
-    model.train()
-    t_train, steps_at_start = time.perf_counter(), step
-    while step < cfg.steps:
-        g.manual_seed(mix_seed(cfg.seed, step))
-        stats = train_step(s, data.images[batches.indices(step)], step, g)
-        step += 1
-        if s.sched_g is not None and step % s.every == 0:
-            s.sched_g.step()
-            s.sched_d.step()
-        sums, count = {k: sums[k] + stats[k] for k in STATS}, count + 1
-        if step % log_every == 0 or step == cfg.steps:
-            row = {k: (sums[k] / count).item() for k in STATS}    # the only host sync, once per interval
-            if not all(math.isfinite(v) for v in row.values()):
-                raise FloatingPointError(f"GAN losses became non-finite by step {step}: {row}")
-            ctx.log(step=step, **row, lr=s.opt_g.param_groups[0]["lr"], noise=noise_level(o, step - 1))
-            sums, count = {k: torch.zeros((), device=device) for k in STATS}, 0
-        bar.update(1)
-        if ctx.should_checkpoint(step):
-            ctx.save_checkpoint({
-                "model": model.state_dict(), "opt_g": s.opt_g.state_dict(), "opt_d": s.opt_d.state_dict(),
-                "sched_g": s.sched_g.state_dict() if s.sched_g is not None else None,
-                "sched_d": s.sched_d.state_dict() if s.sched_d is not None else None,
-                "step": step, "sums": sums, "count": count, "torch_rng": torch.get_rng_state()})
-            if ctx.should_stop(step) and step < cfg.steps:
-                bar.close()
-                raise RunInterrupted(ctx.stop_message(step))
-    bar.close()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    train_s = time.perf_counter() - t_train
+    trained = run_steps(ctx, Steps(total=cfg.steps, step=step, every=o["log_every"] or max(1, cfg.eval_every // 10),
+                                report=report, state=state, restore=restore))
 
     atomic_torch_save(ctx.run_dir / "generator.pt", {
         "state_dict": model.generator.state_dict(), "discriminator": model.discriminator.state_dict(),
@@ -273,7 +262,7 @@ def train(ctx) -> dict:
     handle = GANGenerator(model, info.num_classes, device, o["sample_batch"], s.G, s.D)
     last = ctx.history[-1] if ctx.history else {}
     metrics = {**{f"final_{k}": last.get(k) for k in STATS},
-               "train_steps_per_s": (step - steps_at_start) / train_s if step > steps_at_start else None,
+               "train_steps_per_s": trained.steps_per_s,
                "final_instance_noise": noise_level(o, cfg.steps - 1) if o["instance_noise"] else 0.0,
                "train_image_size": model.image_size}
     metrics.update(evaluate(ctx, handle, o["fid_samples"], o["sample_batch"], o["interpolation"]))
