@@ -31,8 +31,6 @@ scale = None             # None: 1 (report D's plan) or, in a preview, a tiny pl
 n_jobs = 1               # trials at once on this device (report D ran 16)
 
 # %% tags=["remove-cell"]
-from IPython.display import Image, display
-
 from cifar_nb.book import chapter, report, search_tables
 from cifar_nb.engine import search
 
@@ -137,16 +135,26 @@ report.budget_table(P, runs)
 # early are the pruned trials; and which choices mattered most to the final accuracy (PED-ANOVA {cite:p}`watanabe2023pedanova`, which
 # needs no extra libraries).
 
-# %%
-for name, path in D.figures.items():
-    display(Image(filename=str(path)))
+# %% mystnb={"figure": {"caption": "Report D's plan, searched on our families (OUT OF BUDGET): the best validation accuracy so far against trial number, each point one finished trial.", "name": "fig-report-d-1"}}
+chapter.show_image(D.figures["history"])
+
+# %% mystnb={"figure": {"caption": "Report D's plan, searched on our families (OUT OF BUDGET): every trial's validation accuracy against training step; the curves that stop early are trials the pruner stopped.", "name": "fig-report-d-2"}}
+chapter.show_image(D.figures["intermediate"])
+
+# %% mystnb={"figure": {"caption": "Report D's plan, searched on our families (OUT OF BUDGET): how much each choice of the search space mattered to the final validation accuracy (PED-ANOVA importances).", "name": "fig-report-d-3"}}
+chapter.show_image(D.figures["importances"])
 
 # %% [markdown]
 # ## The search held to the budget
 
-# %%
-for name, path in I.figures.items():
-    display(Image(filename=str(path)))
+# %% mystnb={"figure": {"caption": "The same search held to the budget (at most 100,000 parameters, 10,000 steps per run): the best validation accuracy so far against trial number, each point one finished trial.", "name": "fig-report-d-4"}}
+chapter.show_image(I.figures["history"])
+
+# %% mystnb={"figure": {"caption": "The same search held to the budget (at most 100,000 parameters, 10,000 steps per run): every trial's validation accuracy against training step; the curves that stop early are trials the pruner stopped.", "name": "fig-report-d-5"}}
+chapter.show_image(I.figures["intermediate"])
+
+# %% mystnb={"figure": {"caption": "The same search held to the budget (at most 100,000 parameters, 10,000 steps per run): how much each choice of the search space mattered to the final validation accuracy (PED-ANOVA importances).", "name": "fig-report-d-6"}}
+chapter.show_image(I.figures["importances"])
 
 # %% [markdown]
 # ## The top three, claimed and ours

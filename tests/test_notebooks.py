@@ -205,6 +205,7 @@ def test_every_chapter_s_preview_runs_are_found_by_the_configs_the_code_derives(
 
 
 FIGURE_CALLS = ("plots.plot_history(", "plots.plot_comparison(", "plots.plot_claims(", "chapter.show_figure(",
+                "chapter.show_image(",
                 "report.beside_real_cifar100(")
 
 
@@ -222,3 +223,23 @@ def test_every_figure_has_a_numbered_caption():
             assert len(fig.get("caption", "")) > 30 and fig.get("name"), f"{src.name}: uncaptioned figure\n{c.source}"
             names.append(fig["name"])
     assert seen >= 35 and len(names) == len(set(names))
+
+
+def test_committed_artifacts_hold_no_machine_paths():
+    """Artifacts are read on other machines: paths in them are relative to the project or to ~ (artifacts.portable)."""
+    import re
+    home = str(Path.home())
+    pattern = re.compile(r"(?<![\w.~])/(?:root|home|work|tmp|Users)/")
+    found = []
+    for p in sorted((ROOT / "results").rglob("*.json")):
+        text = p.read_text()
+        if str(ROOT) in text or home + "/" in text or pattern.search(text):
+            found.append(str(p.relative_to(ROOT)))
+    assert not found, f"absolute machine paths in {found[:5]} ({len(found)} files)"
+
+
+def test_portable_paths():
+    from cifar_nb.engine.artifacts import portable
+    assert portable(ROOT / "results" / "x") == "results/x"
+    assert portable(Path.home() / ".cache" / "torch") == "~/.cache/torch"
+    assert portable("/opt/elsewhere") == "/opt/elsewhere"

@@ -350,3 +350,32 @@ def test_a_preview_without_cifar100_falls_back_to_the_stand_in_and_says_so(tmp_p
     monkeypatch.setattr(data, "cifar_files_present", lambda kind, root=None: True)
     assert params.validate_parameters(["A-classifier"], preview=True, device="cpu",
                                         results_dir=tmp_path).dataset is None
+
+
+def test_a_preview_keeps_the_batch_contrast_between_a_chapters_arms():
+    # report B compares its sigmoid schedule at batch 256 and 128: one preview batch for the chapter must
+    # not make the two arms one run
+    names = ("B-generator", "B-generator-linear", "B-generator-sigmoid-128")
+    P = params.validate_parameters(names, preview=True, steps=60, batch_size=32, seeds=[0], dataset="cifar10-jpeg")
+    cfgs = {n: P.config(n) for n in names}
+    assert [cfgs[n].batch_size for n in names] == [32, 16, 16]
+    assert len({c.hash for c in cfgs.values()}) == 3
+    full = params.validate_parameters(names, batch_size=64, seeds=[0])     # a user's own batch, outside a preview: as asked
+    assert {full.config(n).batch_size for n in names} == {64}
+
+
+def test_the_fid_command_the_book_prints_is_one_the_cli_takes(monkeypatch):
+    import shlex
+
+    from cifar_nb import cli
+    text = report.fid_command("C-generator").replace("\\\n", " ")
+    assert all(len(line) <= 90 for line in report.fid_command("C-generator").splitlines())   # fits a page
+    argv = shlex.split(text.replace("<path to weights-inception-2015-12-05-6726825d.pth>", "/w.pth")
+                       .replace("<folder holding cifar-100-python/>", "/data"))
+    assert argv[:3] == ["python", "-m", "cifar_nb"]
+    seen = {}
+    monkeypatch.setattr(cli, "cmd_score", lambda args: seen.update(vars(args)) or 0)
+    assert cli.main(argv[3:]) == 0
+    assert seen["experiment"] == "C-generator" and seen["fid_weights"] == "/w.pth" and seen["data_root"] == "/data"
+    t = report.Table(["a"], [["1"]], caption="c", note=f"```bash\n{report.fid_command('C-generator')}\n```")
+    assert "```" not in repr(t) and "--fid-weights" in repr(t)

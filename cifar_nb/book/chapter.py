@@ -11,6 +11,7 @@ place where a chapter's knobs are written down.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from IPython.display import Image, display
 from PIL import Image as PILImage
@@ -70,6 +71,14 @@ def show_figure(result: RunResult, key: str, max_side: int = 512):
     path = result.run_dir / name if name else None
     if path is None or not path.exists():
         return Markdown(f"*figure {key!r} is not in {rel_path(result.run_dir)}; re-run the experiment to make it*")
+    return show_image(path, max_side)
+
+
+def show_image(path, max_side: int = 900):
+    """One image file (a figure in results/) as a compact JPEG, at most `max_side` pixels on its long side."""
+    path = Path(path)
+    if not path.exists():
+        return Markdown(f"*figure {rel_path(path)} is missing; re-run the cell that makes it*")
     im = PILImage.open(path).convert("RGB")
     if max(im.size) > max_side:
         f = max_side / max(im.size)

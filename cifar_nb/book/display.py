@@ -35,6 +35,7 @@ class Table:
     columns: list
     rows: list
     caption: str = ""
+    note: str = ""      # Markdown shown under the table (a code block, say, too wide for the caption)
 
     def _repr_markdown_(self) -> str:
         def cell(v) -> str:
@@ -43,6 +44,8 @@ class Table:
         lines.append("| " + " | ".join(cell(c) for c in self.columns) + " |")
         lines.append("|" + "|".join("---" for _ in self.columns) + "|")
         lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in self.rows]
+        if self.note:
+            lines += ["", self.note]
         return "\n".join(lines) + "\n"
 
     def __repr__(self) -> str:
@@ -53,6 +56,8 @@ class Table:
             out.append("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
             if j == 0:
                 out.append("  ".join("-" * w for w in widths))
+        if self.note:
+            out.append(plain_text(re.sub(r"^```\w*\n|\n```$", "", self.note)))
         return "\n".join(out)
 
     def column(self, name: str) -> list:

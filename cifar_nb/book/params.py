@@ -55,7 +55,16 @@ class Params:
     def config(self, name: str, seed: int | None = None) -> RunConfig:
         """The run a notebook asks for: the report's recipe with the notebook's overrides (config.derive)."""
         return derive(experiments.get(name).config, self.seeds[0] if seed is None else seed, self.dataset,
-                      self.steps, self.batch_size, self.fid_samples, self.preview)
+                      self.steps, self.batch_size_of(name), self.fid_samples, self.preview)
+
+    def batch_size_of(self, name: str) -> int | None:
+        """The batch an experiment runs at. In a preview the chapter's one batch size goes to the experiment
+        with the largest recipe batch, and the others are scaled down with it, so that arms told apart by
+        their batch (report B's sigmoid schedule at 256 and at 128) stay two runs."""
+        if not (self.preview and self.batch_size):
+            return self.batch_size
+        lead = max(experiments.get(n).config.batch_size for n in self.experiments)
+        return max(1, self.batch_size * experiments.get(name).config.batch_size // lead)
 
     def configs(self, name: str) -> list[RunConfig]:
         return [self.config(name, s) for s in self.seeds]

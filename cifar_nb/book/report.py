@@ -135,9 +135,11 @@ def ours_table(results: dict[str, list[RunResult]], keys: list[str]) -> Table:
 
 def fid_command(name: str) -> str:
     """The command that puts FID on a generator already trained on CIFAR-100, from its saved weights and
-    without retraining (runs.score); a run trained with both present gets FID at its end anyway."""
-    return (f"python -m cifar_nb score {name} --seed 0 --fid-weights <path to "
-            "weights-inception-2015-12-05-6726825d.pth> --data-root <folder holding cifar-100-python/>")
+    without retraining (runs.score); a run trained with both present gets FID at its end anyway. Three lines,
+    so that a page shows it whole."""
+    return (f"python -m cifar_nb score {name} --seed 0 \\\n"
+            "    --fid-weights <path to weights-inception-2015-12-05-6726825d.pth> \\\n"
+            "    --data-root <folder holding cifar-100-python/>")
 
 
 def generator_table(P: Params, results: dict[str, list[RunResult]]) -> Table:
@@ -154,13 +156,14 @@ def generator_table(P: Params, results: dict[str, list[RunResult]]) -> Table:
                      fmt("fd_cls", fd["mean"], fd["std"]), fmt_kid(kid["mean"], kid["std"]), str(len(rs))])
     unmeasured = [n for n, rs in results.items() if artifacts.aggregate(rs, "fid")["mean"] is None]
     caption = ("Generators: mean ± sample std (ddof=1) over seeds. " + KID_SCALE_NOTE)
+    note = ""
     if unmeasured:
         caption += (" FID needs a generator trained on CIFAR-100, the CIFAR-100 test set and torch-fidelity's "
-                    f"Inception weights; where all three exist it is measured, without retraining, by "
-                    f"`{fid_command(unmeasured[0])}`"
-                    + (" (likewise for the other experiments)." if len(unmeasured) > 1 else "."))
+                    "Inception weights; where all three exist it is measured, without retraining, by the command "
+                    "under the table" + (" (likewise for the other experiments)." if len(unmeasured) > 1 else "."))
+        note = f"```bash\n{fid_command(unmeasured[0])}\n```"
     return Table(["experiment", "FID claimed", "FID ours", "FD-cls ours (substitute, not FID)",
-                  KID_COLUMN, "seeds"], rows, caption=caption)
+                  KID_COLUMN, "seeds"], rows, caption=caption, note=note)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -57,6 +57,18 @@ def results_root() -> Path:
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+def portable(path: Path | str) -> str:
+    """A path as an artifact may hold it: relative to the project, or under the home folder as ~/...; never
+    this machine's absolute path (committed artifacts are read on other machines)."""
+    path = Path(path).expanduser()
+    for base, shown in ((PROJECT_ROOT, ""), (Path.home(), "~/")):
+        try:
+            return shown + str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            pass
+    return str(path)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import torch
 import torch_fidelity
 
 from cifar_nb.engine import data
+from cifar_nb.engine.artifacts import portable
 from cifar_nb.engine.evaluate.features import MetricUnavailable, _fidelity
 from cifar_nb.engine.evaluate.sampling import resize_uint8
 
@@ -38,7 +39,7 @@ def inception_weights_file(path=None) -> Path:
         return p
     raise MetricUnavailable(
         f"FID needs torch-fidelity's Inception-v3 weights {INCEPTION_FILE} (feature extractor "
-        f"'inception-v3-compat'), which are not in the torch hub cache {p.parent}/ and are not downloaded "
+        f"'inception-v3-compat'), which are not in the torch hub cache {portable(p.parent)}/ and are not downloaded "
         f"here. Either put the file there (TORCH_HOME moves that cache; the file is {INCEPTION_URL}), or give "
         f"its path explicitly: set {INCEPTION_ENV}=/path/to/{INCEPTION_FILE} or pass inception_weights=... to "
         "evaluate_generator / compute_fid (it reaches torch-fidelity as feature_extractor_weights_path).")

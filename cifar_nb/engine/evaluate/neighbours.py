@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 from torchvision.models import AlexNet_Weights
 
+from cifar_nb.engine.artifacts import portable
 from cifar_nb.engine.evaluate.features import MetricUnavailable
 from cifar_nb.engine.evaluate.fid import hub_checkpoints
 
@@ -30,7 +31,7 @@ def lpips_model(device="cpu", random_backbone: bool = False) -> nn.Module:
         f = alexnet_weights_file()
         raise MetricUnavailable(
             f"LPIPS (net='alex') needs torchvision's ImageNet AlexNet weights {f.name}, which are not in the "
-            f"torch hub cache {f.parent}/ and are not downloaded here. Put the file there (TORCH_HOME moves "
+            f"torch hub cache {portable(f.parent)}/ and are not downloaded here. Put the file there (TORCH_HOME moves "
             f"that cache; the file is https://download.pytorch.org/models/{f.name}).")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # torchvision's 'pretrained=' deprecation, inside lpips
