@@ -74,3 +74,32 @@ def test_train_mode_sampling_uses_batch_statistics_and_leaves_the_model_alone(ti
     assert (res.run_dir / "scored" / "16-samples-train-mode" / "scores.json").exists()
     with pytest.raises(ValueError, match="sampling_mode"):
         gan.load_handle(cfg, weights, "cpu", "test")
+
+
+def test_a_fake_weights_file_goes_through_torch_fidelitys_fid_path_to_its_weights_check(
+        tiny_data, stub_features, tmp_path, monkeypatch):
+    # FID needs a generator of CIFAR-100, its full test set and the Inception weights. Here the first two are
+    # faked (10,000 blank images said to be CIFAR-100) and the weights are a file of junk: the score must get
+    # as far as torch-fidelity building its Inception network from that file, and say what is wrong with it.
+    import cifar_nb.engine.data
+    from cifar_nb.engine.evaluate import fid, generator
+    from test_gan import _ImageSet
+    cfg = tiny_gan(train={**E_TRICKS, "fid_samples": 16})
+    runs.run(cfg, results_dir=tmp_path, progress=False)
+    info = type(tiny_data.info)(**{**vars(tiny_data.info), "display_name": "CIFAR-100 (faked)", "standin": False})
+    test_set = _ImageSet(images=torch.zeros(10_000, 3, 32, 32, dtype=torch.uint8),
+                         labels=torch.zeros(10_000, dtype=torch.long), info=info)
+    monkeypatch.setattr(cifar_nb.engine.data, "load",
+                        lambda name, split, *a, **k: test_set if split == "test" else tiny_data)
+    monkeypatch.setattr(generator, "is_cifar100", lambda info: True)
+    monkeypatch.setattr(fid, "is_cifar100", lambda info: True)
+    reached = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: reached.append(str(f)) or real_load(f, *a, **k))
+    junk = tmp_path / fid.INCEPTION_FILE
+    junk.write_bytes(b"not torch-fidelity's weights" * 64)
+    s = runs.score(cfg, results_dir=tmp_path, progress=False, fid_weights=str(junk))
+    assert str(junk) in reached                       # torch-fidelity itself opened the file
+    assert s["fid"] is None and "could not load the Inception weights" in s["fid_status"]
+    assert "UnpicklingError" in s["fid_status"] and fid.INCEPTION_URL in s["fid_status"]
+    assert s["fd_cls"] is not None                    # the other scores are unaffected

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import traceback
 from pathlib import Path
 
 import torch
@@ -45,6 +46,12 @@ def inception_weights_file(path=None) -> Path:
         "evaluate_generator / compute_fid (it reaches torch-fidelity as feature_extractor_weights_path).")
 
 
+def _raised_loading_weights(e: BaseException) -> bool:
+    """Whether `e` came from torch-fidelity's Inception building itself from its weights file."""
+    return any(f.filename.endswith("feature_extractor_inceptionv3.py") and f.name == "__init__"
+               for f in traceback.extract_tb(e.__traceback__))
+
+
 def is_cifar100(info) -> bool:
     """Real CIFAR-100 (torchvision's pickles, or a lossless ImageFolder copy the data module vouches for)."""
     return not info.standin and info.num_classes == 100 and info.display_name.startswith("CIFAR-100")
@@ -70,7 +77,15 @@ def compute_fid(images: torch.Tensor, data_root=None, device="cpu", inception_we
             raise MetricUnavailable(f"FID needs the real CIFAR-100 test set: {e}") from e
     check_fid_reference(reference)
     ref = reference.images.cpu()
-    m = _fidelity(resize_uint8(images, ref.shape[-1]), ref, device, feature_extractor="inception-v3-compat",
-                  feature_extractor_weights_path=str(weights), fid=True, batch_size=batch_size)
+    try:
+        m = _fidelity(resize_uint8(images, ref.shape[-1]), ref, device, feature_extractor="inception-v3-compat",
+                      feature_extractor_weights_path=str(weights), fid=True, batch_size=batch_size)
+    except Exception as e:   # torch.load raises several kinds on a file that is not the weights
+        if not _raised_loading_weights(e):
+            raise
+        raise MetricUnavailable(
+            f"FID: torch-fidelity could not load the Inception weights {portable(weights)} "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}). It is not torch-fidelity's "
+            f"{INCEPTION_FILE}, or it is damaged: get the file from {INCEPTION_URL}.") from e
     return {"fid": m[torch_fidelity.KEY_METRIC_FID], "fid_samples": len(images), "fid_reference": FID_REFERENCE,
             "fid_metric": FID_METRIC}
