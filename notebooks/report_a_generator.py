@@ -94,6 +94,19 @@ report.claims_table(P, runs)
 report.generator_notes(runs["A-generator"][0])
 
 # %% [markdown]
+# ### Sampling mode
+#
+# Report A does not say in which mode its generator sampled. It builds on LabML's annotated DCGAN, whose
+# sampling we have not checked; the DCGAN tutorials such code descends from never switch G to eval mode, so
+# train mode (each batch's own BatchNorm statistics) is the more likely. Our scores above use eval mode
+# (running statistics), where an image depends on its latent alone. The table scores the same weights both
+# ways; a difference larger than the spread between seeds would mean that the mode, not the model, decides a
+# verdict.
+
+# %% tags=["full-width"]
+report.sampling_modes_table(runs["A-generator"])
+
+# %% [markdown]
 # ## Samples
 #
 # A random batch from the first seed, exactly as drawn:

@@ -81,6 +81,19 @@ report.claims_table(P, runs)
 report.generator_notes(runs["C-generator"][0])
 
 # %% [markdown]
+# ### Sampling mode
+#
+# Report C does not say in which mode its generator sampled. Its loop has the shape of the PyTorch DCGAN
+# tutorial (BCE on a sigmoid output, adjusted real and fake labels), and that tutorial never switches G to
+# eval mode, so train mode (each batch's own BatchNorm statistics) is the more likely. Our scores above use
+# eval mode (running statistics), where an image depends on its latent alone. The table scores the same
+# weights both ways; a difference larger than the spread between seeds would mean that the mode, not the
+# model, decides a verdict.
+
+# %% tags=["full-width"]
+report.sampling_modes_table(runs["C-generator"])
+
+# %% [markdown]
 # ## Samples
 #
 # A random batch from the first seed, not selected in any way:

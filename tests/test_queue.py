@@ -218,3 +218,32 @@ def test_a_generator_s_estimate_includes_its_feature_run_until_that_is_finished(
     artifacts.atomic_write_json(d / "metrics.json", {"test_acc": 0.5})
     gens = [e for e in queue.plan(results_dir=tmp_path) if e.experiment == "C-generator"]
     assert gens[0].est_cpu_s == pytest.approx(g_cpu)
+
+
+def test_a_finished_gan_is_scored_in_train_mode_once_and_only_with_its_weights(tmp_path, monkeypatch):
+    from cifar_nb.engine.queue import entries as qe
+    from cifar_nb.engine.queue import worker
+    cfg = experiments.get("C-generator").config
+    done = qe.Entry("C-generator", 0, 1, True, None, cfg, state="done")
+    other = qe.Entry("A-classifier", 0, 2, True, None, experiments.get("A-classifier").config, state="done")
+    monkeypatch.setattr(worker, "plan", lambda *a, **k: [done, other])
+    calls = []
+
+    def fake_score(c, sampling_mode, results_dir, **kw):
+        calls.append((c.experiment, sampling_mode))
+        out = artifacts.run_dir(c, results_dir) / "scored" / "10000-samples-train-mode"
+        out.mkdir(parents=True)
+        (out / "scores.json").write_text("{}")
+        return {"fd_cls": 1.0, "kid_mean": 0.001}
+    monkeypatch.setattr(runs, "score", fake_score)
+    d = artifacts.run_dir(cfg, tmp_path)
+    d.mkdir(parents=True)
+    assert queue.work(torch.device("cpu"), None, None, results_dir=tmp_path) == 0
+    assert calls == []                                  # no weights anywhere: nothing to score
+    (d / "generator.pt").write_bytes(b"weights")
+    assert queue.work(torch.device("cpu"), 10.0, None, results_dir=tmp_path) == 0
+    assert calls == []                                  # too little time left before the deadline
+    assert queue.work(torch.device("cpu"), None, None, results_dir=tmp_path) == 0
+    assert calls == [("C-generator", "train")]
+    assert queue.work(torch.device("cpu"), None, None, results_dir=tmp_path) == 0
+    assert calls == [("C-generator", "train")]          # scored once

@@ -379,3 +379,17 @@ def test_the_fid_command_the_book_prints_is_one_the_cli_takes(monkeypatch):
     assert seen["experiment"] == "C-generator" and seen["fid_weights"] == "/w.pth" and seen["data_root"] == "/data"
     t = report.Table(["a"], [["1"]], caption="c", note=f"```bash\n{report.fid_command('C-generator')}\n```")
     assert "```" not in repr(t) and "--fid-weights" in repr(t)
+
+
+def test_the_sampling_mode_table_sets_train_mode_beside_eval_mode(tmp_path):
+    cfg = experiments.get("C-generator").config
+    rs = [fake_run(tmp_path, cfg.replace(seed=s), {"fd_cls": 40.0 + s, "kid_mean": 0.01, "fd_cls_samples": 10_000})
+          for s in (0, 1)]
+    t = report.sampling_modes_table(rs)
+    assert t.column("FD-cls, train mode") == ["not scored yet"] * 2 and "--sampling-mode train" in t.note
+    out = rs[1].run_dir / "scored" / "10000-samples-train-mode"
+    out.mkdir(parents=True)
+    (out / "scores.json").write_text(json.dumps({"fd_cls": 44.5, "kid_mean": 0.02}))
+    t = report.sampling_modes_table(rs)
+    assert t.column("FD-cls, train mode")[0] == "not scored yet" and t.column("train − eval (FD-cls)") == ["—", "+3.50"]
+    assert "44.5" in t.column("FD-cls, train mode")[1] and not t.note

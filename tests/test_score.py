@@ -14,7 +14,7 @@ from test_gan import E_TRICKS, tiny_data  # noqa: F401  (tiny_data is a fixture)
 from test_gan import tiny_cfg as tiny_gan
 
 from cifar_nb import cli
-from cifar_nb.engine import runs
+from cifar_nb.engine import artifacts, runs
 
 TRAINING_FILES = ("config.json", "metrics.json", "history.csv", "env.json", "samples_random.png", "samples.npz")
 
@@ -46,6 +46,7 @@ def test_scoring_refuses_clearly_without_a_run_or_its_weights(tiny_data, stub_fe
         runs.score(cfg, results_dir=tmp_path, progress=False)
     res = runs.run(cfg, results_dir=tmp_path, progress=False)
     (res.run_dir / "generator.pt").unlink()
+    artifacts.kept_weights_path(cfg, "generator.pt", tmp_path).unlink()     # nor in the checkpoint store
     with pytest.raises(FileNotFoundError, match="not kept in git.*lease unpack"):
         runs.score(cfg, results_dir=tmp_path, progress=False)
     assert not (res.run_dir / "scored").exists()
@@ -103,3 +104,22 @@ def test_a_fake_weights_file_goes_through_torch_fidelitys_fid_path_to_its_weight
     assert s["fid"] is None and "could not load the Inception weights" in s["fid_status"]
     assert "UnpicklingError" in s["fid_status"] and fid.INCEPTION_URL in s["fid_status"]
     assert s["fd_cls"] is not None                    # the other scores are unaffected
+
+
+def test_weights_lost_with_the_work_tree_come_back_from_the_checkpoint_store(tiny_data, stub_features, tmp_path):
+    # the work tree is laid anew from git each session and weights are git-ignored; the store keeps a copy
+    cfg = tiny_gan(train={**E_TRICKS, "fid_samples": 16})
+    res = runs.run(cfg, results_dir=tmp_path, progress=False)
+    weights = res.run_dir / "generator.pt"
+    original = weights.read_bytes()
+    assert res.env["weights_sha256"]["generator.pt"] == artifacts.sha256_file(weights)
+    weights.unlink()
+    a = runs.score(cfg, results_dir=tmp_path, progress=False)
+    assert weights.read_bytes() == original and a["fd_cls"] == pytest.approx(res.metrics["fd_cls"], rel=1e-6)
+    # a store copy that is not the one this run wrote is never put back
+    weights.unlink()
+    kept = artifacts.kept_weights_path(cfg, "generator.pt", tmp_path)
+    kept.write_bytes(original[:-8] + b"tampered")
+    with pytest.raises(FileNotFoundError, match="not kept in git"):
+        runs.score(cfg, results_dir=tmp_path, progress=False)
+    assert not weights.exists()

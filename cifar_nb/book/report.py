@@ -166,6 +166,30 @@ def generator_table(P: Params, results: dict[str, list[RunResult]]) -> Table:
                   KID_COLUMN, "seeds"], rows, caption=caption, note=note)
 
 
+def sampling_modes_table(results: list[RunResult]) -> Table:
+    """One GAN's FD-cls and KID with G's BatchNorm in eval mode (running statistics: how training scored it)
+    beside train mode (each batch's own statistics, as the PyTorch DCGAN tutorial samples), per seed, from the
+    same weights. Train mode comes from `python -m cifar_nb score --sampling-mode train`, which the queue runs
+    once a full-budget GAN run is finished."""
+    rows = []
+    for r in results:
+        n = r.metrics.get("fd_cls_samples") or r.config.train.get("fid_samples", 10_000)
+        scored = r.run_dir / "scored" / f"{n}-samples-train-mode" / "scores.json"
+        t = json.loads(scored.read_text()) if scored.exists() else {}
+        rows.append([f"seed {r.config.seed}", fmt("fd_cls", r.metrics.get("fd_cls")), fmt_kid(r.metrics.get("kid_mean")),
+                     fmt("fd_cls", t["fd_cls"]) if t else "not scored yet", fmt_kid(t["kid_mean"]) if t else "—",
+                     f"{t['fd_cls'] - r.metrics['fd_cls']:+.2f}" if t and r.metrics.get("fd_cls") is not None else "—"])
+    caption = ("Sampling mode: the same generator weights scored with G's BatchNorm in eval mode (running "
+               "statistics, ours) and in train mode (each batch's statistics). " + KID_SCALE_NOTE)
+    note = ""
+    if not any(r[3] != "not scored yet" for r in rows):
+        note = ("Train mode is scored from the saved weights by the queue once a full-budget run is finished, or by "
+                f"hand: `python -m cifar_nb score {results[0].config.experiment} --seed 0 --sampling-mode train`"
+                if results else "")
+    return Table(["run", "FD-cls, eval mode", "KID, eval mode", "FD-cls, train mode", "KID, train mode",
+                  "train − eval (FD-cls)"], rows, caption=caption, note=note)
+
+
 # ---------------------------------------------------------------------------------------------
 # the leaderboard (summary chapter)
 

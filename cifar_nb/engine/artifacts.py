@@ -217,6 +217,46 @@ def checkpoint_path(cfg: RunConfig, results_dir: Path | str | None = None) -> Pa
     return path
 
 
+# A run's weights are git-ignored, and the work tree is laid anew from git: a copy of them is kept in the
+# checkpoint store, which persists with the machine, and put back when the run is next loaded (a generator can
+# then be scored again, a feature network reused) without retraining.
+WEIGHT_FILES = ("weights.pt", "generator.pt")
+
+
+def kept_weights_path(cfg: RunConfig, name: str, results_dir: Path | str | None = None) -> Path:
+    """The store's copy of a finished run's `name` (weights.pt or generator.pt), named like its checkpoint."""
+    ckpt = checkpoint_path(cfg, results_dir)
+    return ckpt.parent / "weights" / f"{ckpt.stem}-{name}"
+
+
+def keep_weights(cfg: RunConfig, d: Path, results_dir: Path | str | None = None) -> dict:
+    """Copy the run's weight files into the store; returns {file name: sha256} for its env record."""
+    kept = {}
+    for name in WEIGHT_FILES:
+        if (d / name).exists():
+            digest = sha256_file(d / name)
+            atomic_write_bytes(kept_weights_path(cfg, name, results_dir), (d / name).read_bytes())
+            kept[name] = digest
+    return kept
+
+
+def restore_weights(cfg: RunConfig, d: Path, env: dict, results_dir: Path | str | None = None) -> None:
+    """Put back weight files missing from a finished run folder from the store, when the store's copy is the one
+    the run wrote (its sha256 is in env.json; runs from before this record are taken as they are)."""
+    for name in WEIGHT_FILES:
+        kept = kept_weights_path(cfg, name, results_dir)
+        if (d / name).exists() or not kept.exists():
+            continue
+        want = (env.get("weights_sha256") or {}).get(name)
+        if want is None or sha256_file(kept) == want:
+            atomic_write_bytes(d / name, kept.read_bytes())
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def checkpoint_store() -> Path:
     """$CIFAR_NB_CHECKPOINTS, else <cache dir>/checkpoints."""
     if os.environ.get("CIFAR_NB_CHECKPOINTS"):
@@ -288,6 +328,7 @@ def load_complete(cfg: RunConfig, results_dir: Path | str | None = None) -> RunR
                          f"to train the run again, or pass --force")
     hist = read_history_csv(d / "history.csv") if (d / "history.csv").exists() else []
     env = _read_json(d / "env.json", d) if (d / "env.json").exists() else {}
+    restore_weights(cfg, d, env if isinstance(env, dict) else {}, results_dir)
     return RunResult(cfg, d, metrics, hist, env, reused=True)
 
 

@@ -29,6 +29,7 @@ from cifar_nb.engine.artifacts import (
     checkpoint_path,
     environment_record,
     git_commit,
+    keep_weights,
     load_complete,
     results_root,
     run_dir,
@@ -130,6 +131,7 @@ def run(cfg: RunConfig, device: str | torch.device = "cpu", data_root: Path | st
     env = dict(environment_record(device), wall_time_s=metrics["wall_time_s"])
     if ctx.runtime is not None and hasattr(ctx.runtime, "as_record"):
         env["runtime"] = ctx.runtime.as_record()
+    env["weights_sha256"] = keep_weights(cfg, d, results_dir)
     write_history_csv(d / "history.csv", ctx.history)
     atomic_write_json(d / "env.json", env)
     atomic_write_json(d / "metrics.json", metrics)   # last: marks the run complete

@@ -1,7 +1,6 @@
 """What every step of a lease shares: the limits, small file helpers, safe tar extraction, run state."""
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -15,6 +14,7 @@ import torch
 
 from cifar_nb.config import PROJECT_ROOT
 from cifar_nb.engine import queue
+from cifar_nb.engine.artifacts import sha256_file  # noqa: F401  (lease.common.sha256_file is public)
 from cifar_nb.engine.data import cache_dir
 
 MiB = 1 << 20
@@ -49,11 +49,6 @@ def say(msg: str) -> None:
 
 def _mib(n: float) -> str:
     return f"{n / MiB:.1f} MiB"
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _now() -> str:

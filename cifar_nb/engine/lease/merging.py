@@ -12,6 +12,7 @@ from pathlib import Path
 from cifar_nb.config import RunConfig
 from cifar_nb.engine import artifacts, queue
 from cifar_nb.engine.data import cache_dir
+from cifar_nb.engine.artifacts import sha256_file
 from cifar_nb.engine.lease.common import (
     BENCH_FILE,
     LeaseError,
@@ -20,7 +21,6 @@ from cifar_nb.engine.lease.common import (
     checkpoint_info,
     safe_extract,
     say,
-    sha256_file,
 )
 
 # ---------------------------------------------------------------------------------------------

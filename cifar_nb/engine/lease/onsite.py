@@ -15,6 +15,7 @@ import torch
 
 from cifar_nb.config import RunConfig
 from cifar_nb.engine import artifacts, data, queue
+from cifar_nb.engine.artifacts import sha256_file
 from cifar_nb.engine.lease.common import (
     LOG_LIMIT,
     OPTIONAL_RUN_FILES,
@@ -30,7 +31,6 @@ from cifar_nb.engine.lease.common import (
     complete_runs,
     safe_extract,
     say,
-    sha256_file,
 )
 
 # ---------------------------------------------------------------------------------------------

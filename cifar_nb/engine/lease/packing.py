@@ -13,6 +13,7 @@ from pathlib import Path
 from cifar_nb.engine import artifacts, queue
 from cifar_nb.engine.data import ALIASES, MNIST_FILES, DataError
 from cifar_nb.engine.data import data_root as find_data_root
+from cifar_nb.engine.artifacts import sha256_file
 from cifar_nb.engine.lease.common import (
     MNIST_RAW,
     PACK_LIMIT_BYTES,
@@ -28,7 +29,6 @@ from cifar_nb.engine.lease.common import (
     complete_runs,
     repo_root,
     say,
-    sha256_file,
     tree_size,
 )
 

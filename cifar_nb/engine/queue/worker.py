@@ -32,6 +32,29 @@ def select(entries: list[Entry], device: torch.device, only: list[str] | None) -
     return [e for e in chosen if e.state != "done" and not e.experiment.startswith("D-search")]
 
 
+# A GAN's scores depend on whether G samples with its BatchNorm running statistics (eval, ours) or each batch's
+# own (train, as the PyTorch DCGAN tutorial does). Once a full-budget GAN run is finished the queue scores it the
+# other way too, from its saved weights, so that its chapter shows both (about 10 min on this CPU).
+TRAIN_MODE_SCORE_S = 1200.0
+
+
+def _unscored_in_train_mode(entries: list[Entry], device: torch.device, only: list[str] | None,
+                            results_dir=None) -> list[Entry]:
+    out = []
+    for e in entries:
+        if e.state != "done" or e.config.kind != "gan" or (only and e.experiment not in only):
+            continue
+        if not (e.cpu_plan or device.type == "cuda" or only):
+            continue
+        n = e.config.train.get("fid_samples", 10_000)
+        d = artifacts.run_dir(e.config, results_dir)
+        if (d / "scored" / f"{n}-samples-train-mode" / "scores.json").exists():
+            continue
+        if (d / "generator.pt").exists() or artifacts.kept_weights_path(e.config, "generator.pt", results_dir).exists():
+            out.append(e)
+    return out
+
+
 def work(device: torch.device, seconds: float | None, only: list[str] | None, data_root=None, results_dir=None,
          margin_s: float = 90.0, progress_interval_s: float = 60.0, runtime_overrides: dict | None = None) -> int:
     """Train pending runs in priority order until none is left, the deadline nears, or a signal arrives."""
@@ -88,6 +111,15 @@ def _work(device, deadline, only, data_root, results_dir, margin_s, progress_int
                 f"({', '.join(f'{k}={v:.4f}' for k, v in res.metrics.items() if k.endswith('_acc') and isinstance(v, float))})")
         finally:
             lock.release()
+    for e in _unscored_in_train_mode(plan(data_root, results_dir), device, only, results_dir):
+        left = deadline - time.monotonic() - margin_s if deadline else None
+        if stop["signal"] or (left is not None and left < TRAIN_MODE_SCORE_S):
+            break
+        log(f"scoring {e.experiment} seed {e.seed} with G's BatchNorm in train mode (issue 21)")
+        t0 = time.monotonic()
+        s = runs.score(e.config, device=device, data_root=data_root, results_dir=results_dir,
+                       sampling_mode="train", progress=False)
+        log(f"scored in {time.monotonic() - t0:.0f} s: FD-cls {s['fd_cls']:.2f}, KID {s['kid_mean']:.5f} (train mode)")
     if stop["signal"]:
         log(f"{stop['signal']}: stopped; run the same command again to resume")
         return 130 if stop["signal"] == "SIGINT" else 143
