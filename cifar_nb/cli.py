@@ -30,7 +30,7 @@ import torch
 
 from cifar_nb import experiments
 from cifar_nb.book import status
-from cifar_nb.book.execute import main as execute_main
+from cifar_nb.book import execute
 from cifar_nb.budget import BudgetError
 from cifar_nb.config import RunConfig
 from cifar_nb.engine import artifacts, queue, runs, search
@@ -271,6 +271,29 @@ def cmd_queue(args) -> int:
                           if args.fp32 else None)
     except ValueError as e:
         raise SystemExit(f"error: {e}")
+
+
+def execute_main(argv: list[str] | None = None) -> int:
+    """`python -m cifar_nb execute`: the book's notebooks through papermill (cifar_nb.book.execute)."""
+    p = argparse.ArgumentParser(prog="python -m cifar_nb execute", description=execute.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preview", action="store_true", help="tiny budgets, stand-in data, bannered")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
+    p.add_argument("--notebooks", nargs="+", metavar="NAME",
+                   help=f"which notebooks (default: all, in book order): {', '.join(execute.KINDS)}")
+    p.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
+    p.add_argument("--results-dir", help="run artifacts (default: $CIFAR_NB_RESULTS or the project's results/)")
+    p.add_argument("--from-results", action="store_true",
+                   help="render chapters from the finished full-budget runs in results/ (the queue's), never "
+                        "training; chapters without such runs for every experiment are left as they are")
+    p.add_argument("--output-dir", default=None, help="where executed notebooks go (default: book/)")
+    p.add_argument("--source-dir", default=None, help="jupytext sources (default: notebooks/)")
+    args = p.parse_args(argv)
+    try:
+        return execute.run_notebooks(args.notebooks, args.preview, args.device, args.data_root, args.results_dir,
+                                     args.from_results, args.output_dir, args.source_dir)
+    except ValueError as e:
+        p.error(str(e))
 
 
 def search_main(argv: list[str] | None = None) -> int:

@@ -184,8 +184,9 @@ def test_execute_parameters_and_arguments():
     full = execute.parameters("report_a_generator", preview=False, device="cuda")
     assert full["dataset"] is None and full["steps"] is None and full["seeds"] == [0, 1, 2]
     assert all(v is None for k, v in full.items() if k in ("data_root", "results_dir"))   # no machine paths
+    from cifar_nb import cli
     with pytest.raises(SystemExit):
-        execute.main(["--notebooks", "no_such_notebook"])
+        cli.main(["execute", "--notebooks", "no_such_notebook"])
 
 
 def test_every_chapter_s_preview_runs_are_found_by_the_configs_the_code_derives():

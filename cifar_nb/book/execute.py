@@ -14,7 +14,6 @@ as parameters, so an executed notebook holds no machine's absolute paths and re-
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -168,54 +167,40 @@ def execute(name: str, params: dict, src_dir: Path, out_dir: Path, failed_dir: P
     return final
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cifar_nb execute", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preview", action="store_true", help="tiny budgets, stand-in data, bannered")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
-    p.add_argument("--notebooks", nargs="+", metavar="NAME",
-                   help=f"which notebooks (default: all, in book order): {', '.join(KINDS)}")
-    p.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
-    p.add_argument("--results-dir", help="run artifacts (default: $CIFAR_NB_RESULTS or the project's results/)")
-    p.add_argument("--from-results", action="store_true",
-                   help="render chapters from the finished full-budget runs in results/ (the queue's), never "
-                        "training; chapters without such runs for every experiment are left as they are")
-    p.add_argument("--output-dir", default=None, help="where executed notebooks go (default: book/)")
-    p.add_argument("--source-dir", default=None, help="jupytext sources (default: notebooks/)")
-    args = p.parse_args(argv)
-
-    names = args.notebooks or list(KINDS)
-    for n in names:
-        n = Path(n).stem
-        if n not in KINDS:
-            p.error(f"unknown notebook {n!r}; known: {', '.join(KINDS)}")
-    names = [Path(n).stem for n in names]
-    if args.data_root:
-        if not Path(args.data_root).is_dir():
-            p.error(f"--data-root {args.data_root} is not a folder")
-        os.environ["CIFAR_NB_DATA"] = str(Path(args.data_root).resolve())
-    if args.results_dir:
-        os.environ["CIFAR_NB_RESULTS"] = str(Path(args.results_dir).resolve())
-    src_dir = Path(args.source_dir) if args.source_dir else root() / "notebooks"
-    out_dir = Path(args.output_dir) if args.output_dir else root() / "book"
+def run_notebooks(names: list[str] | None = None, preview: bool = False, device: str = "auto", data_root=None,
+                  results_dir=None, from_results_only: bool = False, output_dir=None, source_dir=None) -> int:
+    """Execute the named notebooks (default: all, in book order) with papermill into book/; 0 when all
+    succeeded, 1 when some failed (the others still run). `python -m cifar_nb execute` (cli.py) calls it."""
+    names = [Path(n).stem for n in (names or list(KINDS))]
+    unknown = [n for n in names if n not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown notebook {unknown[0]!r}; known: {', '.join(KINDS)}")
+    if data_root:
+        if not Path(data_root).is_dir():
+            raise ValueError(f"--data-root {data_root} is not a folder")
+        os.environ["CIFAR_NB_DATA"] = str(Path(data_root).resolve())
+    if results_dir:
+        os.environ["CIFAR_NB_RESULTS"] = str(Path(results_dir).resolve())
+    src_dir = Path(source_dir) if source_dir else root() / "notebooks"
+    out_dir = Path(output_dir) if output_dir else root() / "book"
     failed_dir = root() / "_build" / "failed"
 
     if git_commit().endswith("+dirty"):
         print("warning: the code has uncommitted changes, so every run card of this execution will say "
               "'+dirty'. Commit first, then execute, then commit the executed notebooks.", file=sys.stderr)
     status = 0
-    if args.from_results:
+    if from_results_only:
         os.environ["CIFAR_NB_REUSE_ONLY"] = "1"
     for n in names:
-        params = parameters(n, args.preview, args.device)
-        if args.from_results and n != "summary":
-            params = from_results(n, args.device, args.results_dir)
+        params = parameters(n, preview, device)
+        if from_results_only and n != "summary":
+            params = from_results(n, device, results_dir)
             if params is None:
                 print(f"skipping {n}: not every experiment of it has finished full-budget runs yet")
                 continue
         t0 = time.monotonic()
         seeds = ", ".join(map(str, params["seeds"]))
-        print(f"executing {n} ({'preview' if args.preview else 'full budget'}, seeds {seeds}) ...", flush=True)
+        print(f"executing {n} ({'preview' if preview else 'full budget'}, seeds {seeds}) ...", flush=True)
         try:
             out = execute(n, params, src_dir, out_dir, failed_dir)
         except Exception as e:   # keep going with the rest
@@ -224,11 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             status = 1
             continue
         if n == "summary" or n == names[-1]:
-            write_status(root() / "book" / "_status.md", args.results_dir)
+            write_status(root() / "book" / "_status.md", results_dir)
         print(f"  wrote {out.relative_to(root()) if out.is_relative_to(root()) else out} "
               f"in {time.monotonic() - t0:.0f} s", flush=True)
     return status
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
