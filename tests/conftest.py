@@ -21,8 +21,11 @@ torch.set_num_threads(1)
 
 # Checkpoints of the suite's runs go to a folder of the test session's, not the user's checkpoint store.
 if "CIFAR_NB_CHECKPOINTS" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
     os.environ["CIFAR_NB_CHECKPOINTS"] = tempfile.mkdtemp(prefix="cifar_nb-test-checkpoints-")
+    atexit.register(shutil.rmtree, os.environ["CIFAR_NB_CHECKPOINTS"], ignore_errors=True)   # kept weights too
 
 SKIP_REASON = "offline datasets not found: set CIFAR_NB_DATA to the shared data folder"
 
