@@ -52,15 +52,26 @@ def non_negative_int(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} is negative: seeds are whole numbers from 0")
+        raise argparse.ArgumentTypeError(f"{v} is negative: give a whole number from 0")
     return v
 
 
-def positive_int(text: str) -> int:
-    v = non_negative_int(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError("0 is not allowed here: give a positive whole number")
+def positive_int(text: str, what: str = "this value") -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = None
+    if v is None or v <= 0:
+        raise argparse.ArgumentTypeError(f"{what} must be a positive integer, got {text!r}")
     return v
+
+
+def positive_int_named(what: str):
+    """positive_int whose message names the flag's value (argparse's type= takes a one-argument callable)."""
+    def parse(text: str) -> int:
+        return positive_int(text, what)
+    parse.__name__ = what
+    return parse
 
 
 # The run config's flags, made from RunConfig's fields that carry a "cli" help text: a scalar field is a flag of
@@ -88,12 +99,12 @@ def config_setting(text: str) -> tuple[str, str, object]:
 def add_config_flags(q: argparse.ArgumentParser, role: str = "") -> None:
     """--steps, --batch-size, --eval-every, --dataset and --set, from RunConfig (see CLI_FIELDS)."""
     for f in SCALAR_FIELDS:
-        q.add_argument("--" + f.name.replace("_", "-"), type=positive_int if f.type == "int" else str,
+        q.add_argument("--" + f.name.replace("_", "-"), type=positive_int_named(f.name) if f.type == "int" else str,
                        help=f"{f.metadata['cli']}{role} (default: the experiment's)")
     fields = "; ".join(f"{k}: {v}" for k, v in DICT_FIELDS.items())
     q.add_argument("--set", action="append", default=[], type=config_setting, metavar="FIELD.KEY=VALUE",
                    help=f"change one key of a config dict{role}, VALUE as JSON (repeatable). {fields}")
-    q.add_argument("--fid-samples", type=positive_int,
+    q.add_argument("--fid-samples", type=positive_int_named("fid_samples"),
                    help=f"generators: images for FD-cls/KID/FID{role} (short for --set train.fid_samples=N)")
 
 
