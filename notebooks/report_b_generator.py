@@ -27,6 +27,7 @@ seeds = [0, 1, 2]
 fid_samples = None       # None: 10,000 generated images
 results_dir = None       # None: the project's results/
 preview = False
+full_budget = None       # in a preview: {experiment: [seeds]} shown from finished full-budget runs
 
 # %% tags=["remove-input", "remove-stdout", "remove-stderr", "nbval-ignore-output"]
 from cifar_nb.book import chapter, plots, report

@@ -27,6 +27,7 @@ seeds = [0, 1, 2]        # seeds of the top-3 retrain (a preview keeps the first
 fid_samples = None       # generators only; unused here
 results_dir = None       # None: the project's results/
 preview = False
+full_budget = None       # in a preview: {experiment: [seeds]} shown from finished full-budget runs
 scale = None             # None: 1 (report D's plan) or, in a preview, a tiny plan; else in (0, 1]
 n_jobs = 1               # trials at once on this device (report D ran 16)
 

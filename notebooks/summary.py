@@ -25,6 +25,7 @@ seeds = [0, 1, 2]        # unused here
 fid_samples = None       # unused here
 results_dir = None       # None: the project's results/
 preview = False
+full_budget = None       # in a preview: {experiment: [seeds]} shown from finished full-budget runs
 
 # %% tags=["remove-input", "nbval-ignore-output"]
 from cifar_nb.book import chapter, plots, report

@@ -261,8 +261,46 @@ def test_execute_from_results_picks_the_finished_full_budget_seeds(tmp_path, mon
     monkeypatch.setattr("cifar_nb.engine.queue.entries._dataset_for", lambda exp, present: ("cifar10-jpeg", ""))
     p = execute.from_results("report_a_classifier", "cpu", tmp_path)
     assert p["seeds"] == [0, 2] and p["dataset"] == "cifar10-jpeg" and p["steps"] is None and not p["preview"]
-    # a chapter whose experiments are not all finished is left alone
+    # a chapter none of whose experiments has a finished full-budget run is left alone
     assert execute.from_results("report_b_classifier", "cpu", tmp_path) is None
+
+
+def test_a_partly_finished_chapter_shows_its_full_budget_runs_beside_labelled_previews(tmp_path, monkeypatch):
+    """Report B's chapter with only B-classifier seed 0 at full budget: that run is shown as it is (the queue's
+    own config, so its hash), the four ablations stay previews, and the card says which is which."""
+    from cifar_nb.book import execute
+    from cifar_nb.engine import queue
+    monkeypatch.delenv("CIFAR_NB_DATA", raising=False)
+    monkeypatch.setattr("cifar_nb.engine.queue.entries._dataset_for", lambda exp, present: ("cifar10-jpeg", ""))
+    full = next(e.config for e in queue.plan(results_dir=tmp_path) if e.experiment == "B-classifier" and e.seed == 0)
+    fake_run(tmp_path, full, {"test_acc": 0.8, "best_test_acc": 0.81})
+    p = execute.from_results("report_b_classifier", "cpu", tmp_path)
+    assert p["preview"] and p["full_budget"] == {"B-classifier": [0]} and p["dataset"] == "cifar10-jpeg"
+
+    P = params.validate_parameters(list(execute.EXPERIMENTS["report_b_classifier"]), results_dir=tmp_path,
+                                   **{k: v for k, v in p.items() if k != "results_dir"})
+    assert [c.hash for c in P.configs("B-classifier")] == [full.hash]
+    abl = P.configs("B-ablation-1")
+    assert [c.seed for c in abl] == p["seeds"] and all(c.steps == config.PREVIEW_STEPS["classifier"] for c in abl)
+    assert P.is_full("B-classifier") and not P.is_full("B-ablation-1") and P.steps_of("B-classifier") == 10_000
+    results = {"B-classifier": [artifacts.load_complete(full, tmp_path)]}
+    text = cards.run_card(P, results).text
+    assert "Partly a preview: only B-classifier ran at full budget" in text
+    assert "B-classifier: <b>full budget</b>, 10,000 of the report" in text
+    assert "B-ablation-1: <b>preview</b>, 60 of the report" in text
+    assert "B-classifier: 0 (full budget); B-ablation-1: 0, 1 (preview)" in text
+
+
+@pytest.mark.parametrize("full_budget, preview, words", [
+    ({"A-classifier": [0]}, True, "not an experiment of this chapter"),
+    ({"B-classifier": []}, True, "non-empty list"),
+    ({"B-classifier": [0]}, False, "without preview=True"),
+    (["B-classifier"], True, "must be None or a dict"),
+])
+def test_full_budget_parameter_is_checked(tmp_path, full_budget, preview, words):
+    with pytest.raises(ValueError, match=words):
+        params.validate_parameters(["B-classifier", "B-ablation-1"], results_dir=tmp_path, preview=preview,
+                                   full_budget=full_budget, device="cpu")
 
 
 def test_kid_is_shown_raw_and_its_header_says_so(tmp_path):
@@ -280,8 +318,9 @@ def test_kid_is_shown_raw_and_its_header_says_so(tmp_path):
     assert "raw" in table.caption and "10³" in table.caption
     assert "raw" in audit.metric_name("kid_mean")
     ours = report.ours_table({"E-generator": rs}, ["kid_mean"])
-    assert ours.columns[1] == audit.metric_name("kid_mean") and "×10³" in ours.columns[1]
-    assert ours.column(ours.columns[1]) == ["3.600 ± 0.141"]
+    assert ours.columns[1] == "steps" and ours.column("steps") == [f"{exp.config.steps:,}"]
+    assert ours.columns[2] == audit.metric_name("kid_mean") and "×10³" in ours.columns[2]
+    assert ours.column(ours.columns[2]) == ["3.600 ± 0.141"]
     assert audit.fmt_kid(5143.6, 11.7) == "5,144 ± 12" and audit.fmt_kid(None) == "—"
 
 

@@ -22,9 +22,9 @@ def status_line(P: Params, results: dict[str, list[RunResult]] | None = None) ->
     for n in P.experiments:
         exp = experiments.get(n)
         rs = (results or {}).get(n) or []
-        steps = rs[0].config.steps if rs else (P.steps or exp.config.steps)
-        full = steps == exp.config.steps and not P.preview
-        seeds = [r.config.seed for r in rs] or list(P.seeds)
+        steps = rs[0].config.steps if rs else P.steps_of(n)
+        full = steps == exp.config.steps and P.is_full(n)
+        seeds = [r.config.seed for r in rs] or P.seeds_of(n)
         devices = sorted({"CPU" if str(r.env.get("device_name", "")).startswith("CPU") else
                           str(r.env.get("device_name") or r.env.get("device") or "?") for r in rs}) or ["—"]
         what = "<b>full budget</b>" if full else "<b>preview</b>"
@@ -48,11 +48,22 @@ def banner(P: Params) -> str:
                    if P.dataset_fallback and exp.config.dataset == "cifar100" else "")
             departures.setdefault(f"trained on {dataset_label(P.dataset_of(n), P.data_root)[0]}, a stand-in "
                                   f"for {dataset_label(exp.config.dataset)[0]}{why}", []).append(n)
-        steps = P.steps or exp.config.steps
+        steps = P.steps_of(n)
         if steps != exp.config.steps:
             departures.setdefault(f"trained {steps:,} of the report's {exp.config.steps:,} steps", []).append(n)
     items = "".join(f"<li>{html.escape(', '.join(names))}: {html.escape(what)}</li>"
                     for what, names in departures.items())
+    if P.preview and P.full_budget:
+        full = ", ".join(f"{n} (seed{'s' if len(s) != 1 else ''} {', '.join(map(str, s))})"
+                         for n, s in P.full_budget.items())
+        previews = ", ".join(n for n in P.experiments if n not in P.full_budget)
+        return ('<div class="admonition warning"><p class="admonition-title">Partly a preview: only '
+                f'{html.escape(", ".join(P.full_budget))} ran at full budget</p><p>Full-budget runs: '
+                f'{html.escape(full)}. Previews (tiny budgets, to check that every step of the chapter runs; '
+                f'their numbers are NOT a reproduction and must not be compared with the full-budget ones): '
+                f'{html.escape(previews)}. The tables give each row\'s steps; <code>make reproduce</code> '
+                'replaces the previews with full-budget runs.</p>'
+                f'<ul>{items}</ul></div>')
     if P.preview:
         return ('<div class="admonition warning"><p class="admonition-title">Preview: these numbers are NOT a '
                 'reproduction</p><p>This notebook was executed with tiny budgets on whatever data is at hand, '
@@ -77,7 +88,7 @@ def run_card(P: Params, results: dict[str, list[RunResult]], final: bool = False
     rows.append(("This notebook executed on", f"{P.device} — {here}"))
     for n, rs in results.items():       # one row per experiment: steps and parameters against the budget
         exp = experiments.get(n)
-        steps = rs[0].config.steps if rs else (P.steps or exp.config.steps)
+        steps = rs[0].config.steps if rs else P.steps_of(n)
         a = budget.audit(exp.kind, n_params(n, rs), steps, exp.out_of_budget)
         ok = lambda b: "within budget" if b else "<b>over budget</b>"
         rows.append((n, f"steps: {a['steps']:,} of the {a['max_steps']:,}-step {a['budget']} budget "
@@ -87,9 +98,14 @@ def run_card(P: Params, results: dict[str, list[RunResult]], final: bool = False
                             f" (the experiment is {a['mark']} by design; this execution's network and steps "
                             "fit the budget)") if a["mark"] else "")
                         + (f" · batch size {rs[0].config.batch_size:,}" if rs else "")))
-    n_seeds = len(P.seeds)
-    rows.append(("Seeds", ", ".join(map(str, P.seeds))
-                 + f" ({n_seeds} run{'s' if n_seeds != 1 else ''} per experiment)"))
+    if P.full_budget:
+        rows.append(("Seeds", "; ".join(f"{n}: {', '.join(map(str, P.seeds_of(n)))}"
+                                        + (" (full budget)" if n in P.full_budget else " (preview)")
+                                        for n in P.experiments)))
+    else:
+        n_seeds = len(P.seeds)
+        rows.append(("Seeds", ", ".join(map(str, P.seeds))
+                     + f" ({n_seeds} run{'s' if n_seeds != 1 else ''} per experiment)"))
     rows.append(("Code (git commit)", f"{run_commits(results)} · this execution: {_commit(artifacts.git_commit())}"))
     torches = sorted({e.get("torch", "?") for e in envs})
     rows.append(("torch", f"runs: {', '.join(torches) or '—'}; this execution: {torch.__version__}"))

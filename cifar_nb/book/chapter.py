@@ -23,7 +23,7 @@ from cifar_nb.engine.artifacts import RunResult
 
 # The papermill parameters every chapter has (tests/test_notebooks.py checks that each notebook defines them).
 PARAMETERS = ("device", "dataset", "data_root", "steps", "batch_size", "seeds", "fid_samples", "results_dir",
-              "preview")
+              "preview", "full_budget")
 
 
 def parameters(namespace: dict, **overrides) -> dict:

@@ -64,7 +64,7 @@ def parameters(name: str, preview: bool, device: str) -> dict:
     """The papermill parameters of one notebook (see each notebook's `parameters` cell)."""
     kind = KINDS[name]
     p = dict(device=device, dataset=None, data_root=None, steps=None, batch_size=None,
-             seeds=list(FULL_SEEDS), fid_samples=None, results_dir=None, preview=preview)
+             seeds=list(FULL_SEEDS), fid_samples=None, results_dir=None, preview=preview, full_budget=None)
     if preview:
         p.update(seeds=list(PREVIEW_SEEDS), fid_samples=PREVIEW_FID_SAMPLES)
         if kind is not None:
@@ -74,19 +74,27 @@ def parameters(name: str, preview: bool, device: str) -> dict:
 
 
 def from_results(name: str, device: str, results_dir=None) -> dict | None:
-    """Parameters that render a chapter from the finished full-budget runs in results/ (no training), or None
-    when some experiment of the chapter has none yet (the chapter then stays as it is)."""
+    """Parameters that render a chapter from the finished full-budget runs in results/ (no training). When only
+    some of its experiments have them, the chapter is a preview whose full_budget names those (on the preview's
+    dataset), so each part is shown as what it is. None when none has any (the chapter then stays as it is)."""
     exps = EXPERIMENTS.get(name)
     if not exps:
         return None
     done = [e for e in queue.plan(results_dir=results_dir or root() / "results") if e.state == "done" and e.experiment in exps]
     seeds = {n: {e.seed for e in done if e.experiment == n} for n in exps}
     datasets = {e.config.dataset for e in done}
-    common = set.intersection(*seeds.values())
-    if not common or len(datasets) != 1:
+    if len(datasets) != 1:
         return None
-    p = parameters(name, False, device)
-    p.update(seeds=sorted(common), dataset=datasets.pop())
+    common = set.intersection(*seeds.values())
+    if common:
+        p = parameters(name, False, device)
+        p.update(seeds=sorted(common), dataset=datasets.pop())
+        return p
+    p = parameters(name, True, device)
+    partial = {n: sorted(s) for n, s in seeds.items() if s}
+    if not partial or p["dataset"] != datasets.pop():
+        return None
+    p.update(full_budget=partial)
     return p
 
 
@@ -196,11 +204,15 @@ def run_notebooks(names: list[str] | None = None, preview: bool = False, device:
         if from_results_only and n != "summary":
             params = from_results(n, device, results_dir)
             if params is None:
-                print(f"skipping {n}: not every experiment of it has finished full-budget runs yet")
+                print(f"skipping {n}: none of its experiments has finished full-budget runs yet")
                 continue
         t0 = time.monotonic()
         seeds = ", ".join(map(str, params["seeds"]))
-        print(f"executing {n} ({'preview' if preview else 'full budget'}, seeds {seeds}) ...", flush=True)
+        full = params.get("full_budget") or {}
+        what = (f"preview, seeds {seeds}, with full-budget runs of " + "; ".join(
+                    f"{e} (seeds {', '.join(map(str, s))})" for e, s in full.items())) if full else \
+            f"{'preview' if params['preview'] else 'full budget'}, seeds {seeds}"
+        print(f"executing {n} ({what}) ...", flush=True)
         try:
             out = execute(n, params, src_dir, out_dir, failed_dir)
         except Exception as e:   # keep going with the rest

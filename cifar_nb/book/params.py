@@ -48,14 +48,32 @@ class Params:
     dataset_fallback: bool = False   # a preview moved to the stand-in because CIFAR-100 is not under the data root
     card: object = None          # the run card's display handle, updated by finish()
     results: dict = field(default_factory=dict)
+    # Experiments shown from their finished full-budget runs (name -> seeds) although the chapter is a
+    # preview: a chapter whose experiments are only partly run at full budget shows those parts as they are.
+    full_budget: dict = field(default_factory=dict)
+
+    def is_full(self, name: str) -> bool:
+        """The experiment runs at its report's budget here: a full execution, or a full-budget part of a preview."""
+        return name in self.full_budget or (not self.preview and self.steps is None)
+
+    def seeds_of(self, name: str) -> list:
+        return list(self.full_budget.get(name) or self.seeds)
+
+    def steps_of(self, name: str) -> int:
+        recipe = experiments.get(name).config.steps
+        return recipe if name in self.full_budget else (self.steps or recipe)
 
     def dataset_of(self, name: str) -> str:
         return self.dataset or experiments.get(name).config.dataset
 
     def config(self, name: str, seed: int | None = None) -> RunConfig:
-        """The run a notebook asks for: the report's recipe with the notebook's overrides (config.derive)."""
-        return derive(experiments.get(name).config, self.seeds[0] if seed is None else seed, self.dataset,
-                      self.steps, self.batch_size_of(name), self.fid_samples, self.preview)
+        """The run a notebook asks for: the report's recipe with the notebook's overrides (config.derive); an
+        experiment in full_budget keeps its recipe's budget and takes only the chapter's dataset."""
+        seed = self.seeds_of(name)[0] if seed is None else seed
+        if name in self.full_budget:
+            return derive(experiments.get(name).config, seed, self.dataset)
+        return derive(experiments.get(name).config, seed, self.dataset, self.steps, self.batch_size_of(name),
+                      self.fid_samples, self.preview)
 
     def batch_size_of(self, name: str) -> int | None:
         """The batch an experiment runs at. In a preview the chapter's one batch size goes to the experiment
@@ -63,11 +81,11 @@ class Params:
         their batch (report B's sigmoid schedule at 256 and at 128) stay two runs."""
         if not (self.preview and self.batch_size):
             return self.batch_size
-        lead = max(experiments.get(n).config.batch_size for n in self.experiments)
+        lead = max(experiments.get(n).config.batch_size for n in self.experiments if n not in self.full_budget)
         return max(1, self.batch_size * experiments.get(name).config.batch_size // lead)
 
     def configs(self, name: str) -> list[RunConfig]:
-        return [self.config(name, s) for s in self.seeds]
+        return [self.config(name, s) for s in self.seeds_of(name)]
 
     def run(self, name: str, progress: bool = False) -> list[RunResult]:
         """Every seed of one experiment: trained here, or reused when results/ holds it finished."""
@@ -93,7 +111,7 @@ class Params:
 
 def validate_parameters(experiment_names, *, device="auto", dataset=None, data_root=None, steps=None,
                         batch_size=None, seeds=DEFAULT_SEEDS, fid_samples=None, results_dir=None,
-                        preview=False) -> Params:
+                        preview=False, full_budget=None) -> Params:
     """Check a notebook's parameters before anything runs; raise one ValueError saying what to do."""
     names = [experiment_names] if isinstance(experiment_names, str) else list(experiment_names)
     for n in names:
@@ -132,6 +150,7 @@ def validate_parameters(experiment_names, *, device="auto", dataset=None, data_r
     if fid_samples is not None and not (_positive_int(fid_samples) and fid_samples >= 2):
         raise ValueError(f"fid_samples must be a whole number >= 2, or None for the protocol's 10,000; "
                          f"got {fid_samples!r}")
+    full_budget = _check_full_budget(full_budget, names, preview)
     if data_root is not None:
         if not isinstance(data_root, (str, Path)) or not Path(data_root).is_dir():
             raise ValueError(f"data_root {data_root!r} is not a folder; pass the folder that holds the "
@@ -140,7 +159,8 @@ def validate_parameters(experiment_names, *, device="auto", dataset=None, data_r
     if results_dir is not None and not isinstance(results_dir, (str, Path)):
         raise ValueError(f"results_dir must be a path or None (the project's results/), got {results_dir!r}")
     if preview and steps is None and kinds:
-        steps = min(PREVIEW_STEPS[k] for k in kinds)
+        steps = min(PREVIEW_STEPS[experiments.get(n).kind] for n in names if n not in full_budget) \
+            if set(names) - set(full_budget) else None
     fallback = False
     if preview and dataset is None and any(experiments.get(n).config.dataset == "cifar100" for n in names):
         if not data.cifar_files_present("cifar100", data_root):
@@ -151,6 +171,7 @@ def validate_parameters(experiment_names, *, device="auto", dataset=None, data_r
     P = Params(tuple(names), resolved, dataset, data_root, steps, batch_size, list(seeds), fid_samples,
                Path(results_dir) if results_dir is not None else default_results_dir(), preview)
     P.dataset_fallback = fallback
+    P.full_budget = full_budget
     todo = P.missing()
     if todo and os.environ.get("CIFAR_NB_REUSE_ONLY") == "1":
         names_ = ", ".join(f"{c.experiment} seed {c.seed}" for c in todo)
@@ -167,6 +188,28 @@ def validate_parameters(experiment_names, *, device="auto", dataset=None, data_r
         _check_data_root(data_root, {c.dataset for c in todo})
     _style_figures()
     return P
+
+
+def _check_full_budget(full_budget, names: list[str], preview: bool) -> dict:
+    """{experiment: [seeds]} of the chapter's experiments to show from full-budget runs inside a preview."""
+    if full_budget is None:
+        return {}
+    if not isinstance(full_budget, dict):
+        raise ValueError("full_budget must be None or a dict {experiment: [seeds]} of the chapter's experiments "
+                         f"to show from their full-budget runs; got {full_budget!r}")
+    if full_budget and not preview:
+        raise ValueError("full_budget names the full-budget parts of a preview; without preview=True every "
+                         "experiment runs at full budget already, so leave it None")
+    out = {}
+    for n, seeds in full_budget.items():
+        if n not in names:
+            raise ValueError(f"full_budget names {n!r}, which is not an experiment of this chapter "
+                             f"({', '.join(names)})")
+        if (not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds)
+                or not all(_positive_int(s) or s == 0 for s in seeds) or any(isinstance(s, bool) for s in seeds)):
+            raise ValueError(f"full_budget[{n!r}] must be a non-empty list of distinct seeds, e.g. [0]; got {seeds!r}")
+        out[n] = sorted(seeds)
+    return out
 
 
 def _positive_int(v) -> bool:

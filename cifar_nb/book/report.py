@@ -125,12 +125,13 @@ def ours_table(results: dict[str, list[RunResult]], keys: list[str]) -> Table:
     """Our final metrics, mean ± sample std over seeds, for metrics the reports did not claim."""
     rows = []
     for n, rs in results.items():
-        row = [n]
+        # the steps column keeps a chapter's full-budget rows apart from its preview rows
+        row = [n, f"{rs[0].config.steps:,}" if rs else "—"]
         for k in keys:
             st = artifacts.aggregate(rs, k)
             row.append(fmt(k, st["mean"], st["std"]) if st["mean"] is not None else "—")
         rows.append(row + [str(len(rs))])
-    return Table(["experiment"] + [metric_name(k) for k in keys] + ["seeds"], rows)
+    return Table(["experiment", "steps"] + [metric_name(k) for k in keys] + ["seeds"], rows)
 
 
 def fid_command(name: str) -> str:
