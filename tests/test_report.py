@@ -194,11 +194,23 @@ def test_status_table_says_what_ran_per_experiment(tmp_path):
     md = status.status_markdown(tmp_path)
     assert "| A-classifier | **full budget** | 10,000 / 10,000 | 0, 1 (2 of 3 planned) | CPU |" in md
     assert "| E-classifier | preview | 60 / 10,000 |" in md
-    assert md.startswith("1 of 16 experiments have full-budget runs")
+    n = len(experiments.REGISTRY)
+    assert md.startswith(f"1 of {n} experiments have full-budget runs")
     out = status.write(tmp_path / "s.md", tmp_path)
     assert out.read_text() == md
     line = (tmp_path / "s_line.md").read_text()
-    assert line.startswith("**What was run:** 1 of 16 experiments have full-budget runs: A-classifier;")
+    assert line.startswith(f"**What was run:** 1 of {n} experiments have full-budget runs: A-classifier;")
+    # the methods page's table of run settings lists the full-budget runs only, from their env.json
+    runtimes = (tmp_path / "_runtimes.md").read_text()
+    assert runtimes == status.runtime_markdown(tmp_path)
+    assert "| A-classifier | 0 | CIFAR-10 (JPEG stand-in) | CPU | not recorded |" in runtimes
+    assert "E-classifier" not in runtimes
+    # a run between the preview's few dozen steps and the budget is a labelled reduced-budget check
+    fake_run(tmp_path, experiments.get("C-generator").config.replace(steps=2_000, dataset="cifar10-jpeg"),
+             {"fd_cls": 50.0})
+    c = {r["experiment"]: r for r in status.status_rows(tmp_path)}["C-generator"]
+    assert c["state"] == "reduced budget" and c["steps"] == 2_000
+    assert status.runtime_markdown(tmp_path / "empty") == "No full-budget run has finished yet.\n"
 
 
 def test_methods_fd_cls_paragraph_follows_the_protocol_config(tmp_path, monkeypatch):
@@ -432,3 +444,21 @@ def test_the_sampling_mode_table_sets_train_mode_beside_eval_mode(tmp_path):
     t = report.sampling_modes_table(rs)
     assert t.column("FD-cls, train mode")[0] == "not scored yet" and t.column("train − eval (FD-cls)") == ["—", "+3.50"]
     assert "44.5" in t.column("FD-cls, train mode")[1] and not t.note
+
+
+def test_a_reduced_budget_sampling_mode_check_is_found_and_labelled(tmp_path):
+    """The chapter's sampling-mode check at a reduced budget: reduced_runs finds the run the CLI makes
+    (`run C-generator --steps 2000 --dataset cifar10-jpeg`), and the table says the budget is reduced."""
+    exp = experiments.get("C-generator")
+    P = params.validate_parameters(["C-generator"], results_dir=tmp_path, device="cpu", dataset="cifar10-jpeg",
+                                   data_root=str(tmp_path), preview=True, steps=60, seeds=[0])
+    assert report.reduced_runs(P, "C-generator", 2_000) == []
+    assert report.sampling_modes_table([]).note == "Not run yet."
+    fake_run(tmp_path, exp.config.replace(steps=2_000, dataset="cifar10-jpeg", seed=0),
+             {"fd_cls": 50.0, "kid_mean": 0.01, "fd_cls_samples": 10_000})
+    rs = report.reduced_runs(P, "C-generator", 2_000)
+    assert [r.config.steps for r in rs] == [2_000] and rs[0].config.dataset == "cifar10-jpeg"
+    t = report.sampling_modes_table(rs)
+    assert t.column("run") == ["seed 0, 2,000 steps"] and "reduced budget" in t.caption and "50,000" in t.caption
+    full = [fake_run(tmp_path / "full", exp.config, {"fd_cls": 30.0, "kid_mean": 0.01})]
+    assert "reduced budget" not in report.sampling_modes_table(full).caption

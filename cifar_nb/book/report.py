@@ -167,6 +167,15 @@ def generator_table(P: Params, results: dict[str, list[RunResult]]) -> Table:
                   KID_COLUMN, "seeds"], rows, caption=caption, note=note)
 
 
+def reduced_runs(P: Params, name: str, steps: int, seeds=(0,)) -> list[RunResult]:
+    """The finished runs of an experiment's recipe cut to `steps` on the chapter's dataset, as
+    `python -m cifar_nb run <name> --steps <steps> --dataset <dataset>` makes them: checks at a reduced budget
+    that the chapter labels as such (the sampling-mode check). Seeds not run yet are left out."""
+    exp = experiments.get(name)
+    cfgs = [exp.make_config(steps=steps, dataset=P.dataset_of(name), seed=s) for s in seeds]
+    return [r for r in (artifacts.load_complete(c, P.results_dir) for c in cfgs) if r is not None]
+
+
 def sampling_modes_table(results: list[RunResult]) -> Table:
     """One GAN's FD-cls and KID with G's BatchNorm in eval mode (running statistics: how training scored it)
     beside train mode (each batch's own statistics, as the PyTorch DCGAN tutorial samples), per seed, from the
@@ -177,13 +186,20 @@ def sampling_modes_table(results: list[RunResult]) -> Table:
         n = r.metrics.get("fd_cls_samples") or r.config.train.get("fid_samples", 10_000)
         scored = r.run_dir / "scored" / f"{n}-samples-train-mode" / "scores.json"
         t = json.loads(scored.read_text()) if scored.exists() else {}
-        rows.append([f"seed {r.config.seed}", fmt("fd_cls", r.metrics.get("fd_cls")), fmt_kid(r.metrics.get("kid_mean")),
+        rows.append([f"seed {r.config.seed}, {r.config.steps:,} steps", fmt("fd_cls", r.metrics.get("fd_cls")),
+                     fmt_kid(r.metrics.get("kid_mean")),
                      fmt("fd_cls", t["fd_cls"]) if t else "not scored yet", fmt_kid(t["kid_mean"]) if t else "—",
                      f"{t['fd_cls'] - r.metrics['fd_cls']:+.2f}" if t and r.metrics.get("fd_cls") is not None else "—"])
     caption = ("Sampling mode: the same generator weights scored with G's BatchNorm in eval mode (running "
                "statistics, ours) and in train mode (each batch's statistics). " + KID_SCALE_NOTE)
+    recipe = experiments.get(results[0].config.experiment).config.steps if results else None
+    if results and any(r.config.steps < recipe for r in results):
+        caption += (f" A reduced budget, labelled as such: these runs trained fewer than the report's {recipe:,} "
+                    "steps, so their scores say how much the mode matters, not how good the model is.")
     note = ""
-    if not any(r[3] != "not scored yet" for r in rows):
+    if not results:
+        note = "Not run yet."
+    elif not any(r[3] != "not scored yet" for r in rows):
         note = ("Train mode is scored from the saved weights by the queue once a full-budget run is finished, or by "
                 f"hand: `python -m cifar_nb score {results[0].config.experiment} --seed 0 --sampling-mode train`"
                 if results else "")

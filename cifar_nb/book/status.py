@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cifar_nb import experiments
-from cifar_nb.book.audit import best_group, dataset_label, leaderboard_rows
+from cifar_nb.book.audit import best_group, dataset_label, leaderboard_rows, runs_on_disk
+from cifar_nb.config import PREVIEW_STEPS
 from cifar_nb.engine.artifacts import atomic_write_text
 from cifar_nb.engine.evaluate import features
 
@@ -31,10 +32,12 @@ def status_rows(results_dir=None) -> list[dict]:
             continue
         cfg = rs[0].config
         full = cfg.steps == exp.config.steps
+        # a preview runs the preview policy's few dozen steps; anything between is a labelled reduced-budget check
+        state = "full budget" if full else "preview" if cfg.steps <= PREVIEW_STEPS[exp.kind] else "reduced budget"
         devices = sorted({_short_device(r.env) for r in rs})
         rows.append(dict(
             experiment=name, report=exp.report, kind=exp.kind,
-            state="full budget" if full else "preview",
+            state=state,
             steps=cfg.steps, budget_steps=exp.config.steps, seeds=[r.config.seed for r in rs],
             device=", ".join(devices), dataset=dataset_label(cfg.dataset)[0],
             date=max(r.env.get("date", "")[:10] for r in rs), verdict=lb["verdict"], why=lb["why"]))
@@ -60,8 +63,11 @@ def status_markdown(results_dir=None) -> str:
         what = f"**{r['state']}**" if r["state"] == "full budget" else r["state"]
         lines.append(f"| {r['experiment']} | {what} | {steps} | {seeds} | {r['device']} | {r['dataset']} | "
                      f"{r['date']} | {r['verdict']} |")
+    reduced = ("; *reduced budget* marks a check cut to fewer steps than the report, labelled as such"
+               if any(r["state"] == "reduced budget" for r in rows) else "")
     intro = (f"{n_full} of {len(rows)} experiments have full-budget runs; the rest are CPU previews (a few dozen "
-             "steps, to check the pipeline: their numbers are not a reproduction) or not run. A verdict other than "
+             f"steps, to check the pipeline: their numbers are not a reproduction) or not run{reduced}. "
+             "A verdict other than "
              "*unmeasurable here* needs runs at the report's step count on the report's own dataset.")
     return intro + "\n\n" + "\n".join(lines) + "\n"
 
@@ -91,10 +97,33 @@ def fd_cls_protocol() -> str:
             "against a report's FID.\n")
 
 
+def runtime_markdown(results_dir=None) -> str:
+    """Every full-budget run's machine settings and wall time, from its env.json: the methods page's record of
+    which runs used bf16 autocast, torch.compile or channels-last, on how many threads."""
+    lines = ["| experiment | seed | dataset | device | precision | compile | channels-last | threads | wall time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, exp in experiments.REGISTRY.items():
+        for group in runs_on_disk(name, results_dir):
+            for r in group:
+                if r.config.steps != exp.config.steps:
+                    continue
+                rt = r.env.get("runtime") or {}
+                yes = lambda k: "—" if k not in rt else ("yes" if rt[k] else "no")
+                lines.append(f"| {name} | {r.config.seed} | {dataset_label(r.config.dataset)[0]} | "
+                             f"{_short_device(r.env)} | {rt.get('precision', 'not recorded')} | {yes('compile')} | "
+                             f"{yes('channels_last')} | {rt.get('threads', '—')} | "
+                             f"{float(r.env.get('wall_time_s') or 0) / 3600:.2f} h |")
+    if len(lines) == 2:
+        return "No full-budget run has finished yet.\n"
+    return "\n".join(lines) + "\n"
+
+
 def write(path: Path, results_dir=None) -> Path:
-    """The status table at `path`, the one-line status beside it (<stem>_line.md), and the methods page's
-    FD-cls paragraph (_fd_cls_protocol.md), every number from artifacts or configs."""
+    """The status table at `path`, the one-line status beside it (<stem>_line.md), the methods page's
+    FD-cls paragraph (_fd_cls_protocol.md) and its table of run settings (_runtimes.md), every number from
+    artifacts or configs."""
     path = Path(path)
+    atomic_write_text(path.with_name("_runtimes.md"), runtime_markdown(results_dir))
     atomic_write_text(path, status_markdown(results_dir))
     atomic_write_text(path.with_name(path.stem + "_line.md"), status_sentence(results_dir))
     atomic_write_text(path.with_name("_fd_cls_protocol.md"), fd_cls_protocol())
