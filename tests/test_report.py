@@ -194,11 +194,12 @@ def test_status_table_says_what_ran_per_experiment(tmp_path):
     md = status.status_markdown(tmp_path)
     assert "| A-classifier | **full budget** | 10,000 / 10,000 | 0, 1 (2 of 3 planned) | CPU |" in md
     assert "| E-classifier | preview | 60 / 10,000 |" in md
-    assert md.startswith("1 of 16 experiments have full-budget runs")
+    assert md.startswith(f"1 of {len(experiments.REGISTRY)} experiments have full-budget runs")
     out = status.write(tmp_path / "s.md", tmp_path)
     assert out.read_text() == md
     line = (tmp_path / "s_line.md").read_text()
-    assert line.startswith("**What was run:** 1 of 16 experiments have full-budget runs: A-classifier;")
+    assert line.startswith(f"**What was run:** 1 of {len(experiments.REGISTRY)} experiments have full-budget runs: "
+                           "A-classifier;")
 
 
 def test_methods_fd_cls_paragraph_follows_the_protocol_config(tmp_path, monkeypatch):
