@@ -36,9 +36,10 @@ train knobs (cfg.train):
     tta               test-time augmentation at every evaluation: None (the default), "hflip" (the mean of the
                       logits of each image and its mirror image), or "auto" ("hflip" where a mirror image keeps
                       its label, DatasetInfo.mirror_invariant, none on AddNIST)
-    data_init         N: before training, hand the model's init_from_data() the first N training images,
-                      normalised (our classifier sets its first convolution to whiten the images' 3x3 patches);
-                      0 or absent (the default) for none. A model without init_from_data refuses it.
+    data_init         N: before training, hand the model's init_from_data() N training images drawn at random
+                      (seeded by the run's seed; files in class order would bias a prefix), normalised (our
+                      classifier sets its first convolution to whiten their 3x3 patches); 0 or absent (the
+                      default) for none. A model without init_from_data refuses it.
     train_eval_size, eval_batch_size. (compile, channels_last and amp are accepted for old configs but are
     runtime settings, cifar_nb.engine.runtime: they override its measured defaults and never belong in a new config.)
 
@@ -184,7 +185,9 @@ class Loop:
             if not hasattr(model, "init_from_data"):
                 raise ValueError(f"train['data_init'] asks model {cfg.model!r} for a data-dependent init, which it "
                                  "does not have (no init_from_data method)")
-            model.init_from_data(augment.normalize(train_set.images[:int(t["data_init"])], info))
+            pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed))
+            pick = pick[:int(t["data_init"])]
+            model.init_from_data(augment.normalize(train_set.images[pick.to(train_set.images.device)], info))
         self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
         # the weights' EMA (train["ema"]): what every evaluation and weights.pt use; the net itself trains
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(float(t["ema"])), use_buffers=True) \
