@@ -38,6 +38,8 @@ power iterations included), not elementwise work such as DiffAugment's; tests/te
 
 Ours trains at batch 64 so that a step, not an image, costs about as much as C's: 1.41 x C per step (the limit is
 1.5 x), 2.8 x C per image. 50,000 steps then show the discriminator 3.2 M real images (64 epochs), C's 6.4 M.
+Timed once on this 2-core CPU (fp32, 1 thread, another run busy beside it; rough): 0.30 s per step against C's
+0.24 s (1.26 x).
 """
 from __future__ import annotations
 
