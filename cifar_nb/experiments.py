@@ -1,4 +1,5 @@
 """Every run the book makes, named once: the report's recipe as a RunConfig, its budget, and its claims.
+Our own models (report OURS, "ours (this book)") sit beside the reports' under the same budgets, with no claims.
 
 The CLI (`python -m cifar_nb list --json`), the notebooks and the book all read these definitions.
 Claims are quoted from the reports (files in the shared `reports/` folder, digested in its README);
@@ -38,8 +39,16 @@ REPORT_AUTHORS = {
 }
 
 
+# The `report` of the book's own models: no report file, title or claims behind them.
+OURS = "ours"
+OURS_LABEL = "ours (this book)"
+
+
 def report_label(report: str) -> str:
-    """How the book names a report: 'report A (Efficient CIFAR-100 Modelling, anonymous)'."""
+    """How the book names a report: 'report A (Efficient CIFAR-100 Modelling, anonymous)'; our own models:
+    'ours (this book)'."""
+    if report == OURS:
+        return OURS_LABEL
     return f"report {report} ({REPORT_TITLES[report]}, {REPORT_AUTHORS[report]})"
 # Steps per epoch at batch 256 on 50,000 images: the unit of report B's per-epoch LR decay.
 B_EPOCH_STEPS = 50_000 // 256
@@ -61,7 +70,7 @@ class Claim:
 @dataclass
 class Experiment:
     name: str
-    report: str
+    report: str                           # "A" .. "E", or OURS for the book's own models
     title: str
     config: RunConfig                     # the full-budget recipe, on the report's dataset
     claimed_params: int | None
@@ -95,7 +104,7 @@ class Experiment:
                        "max_steps": self.budget.max_steps},
             "within_budget": n <= self.budget.max_params and cfg.steps <= self.budget.max_steps,
             "out_of_budget": self.out_of_budget,
-            "report_file": REPORT_FILES[self.report], "report_title": REPORT_TITLES[self.report],
+            "report_file": REPORT_FILES.get(self.report), "report_title": REPORT_TITLES.get(self.report, OURS_LABEL),
             "claims": [dict(metric=c.metric, value=c.value, std=c.std, source=c.source(self.report))
                        for c in self.claims],
             "config": cfg.to_dict(), "notes": self.notes,
@@ -348,4 +357,39 @@ register(Experiment(
     claimed_params=None,
     notes="Every trial's width is the largest that keeps it within 100,000 parameters; trials train at "
           "most 30 epochs of the 40k split (9,390 steps) and the top 3 are retrained for 10,000 steps.",
+))
+
+# ---------------------------------------------------------------------------------------------
+# Our own models (issue 16): no report behind them, so no claims; the same budgets. Each module's docstring gives
+# the design, its parameters per dataset and its cost beside the reports' networks.
+
+register(Experiment(
+    "ours-classifier", OURS, "Our residual CNN with airbench-style training (in budget)",
+    RunConfig(
+        experiment="ours-classifier", kind="classifier", model="ours_classifier", steps=10_000, batch_size=256,
+        # Nesterov SGD; OneCycleLR as warm-up (5%, from 0.01) then linear decay to 0.0002, momentum held
+        optimizer={"name": "sgd", "lr": 0.2, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
+        scheduler={"name": "onecycle", "max_lr": 0.2, "pct_start": 0.05, "anneal_strategy": "linear",
+                   "div_factor": 20.0, "final_div_factor": 50.0, "cycle_momentum": False},
+        # 2-pixel reflect-padded translations; mirror flips only where a mirror image keeps its label
+        augment={"crop": 2, "pad_mode": "reflect", "hflip": "auto"},
+        # whitening stem from 5,000 training images, EMA of the weights evaluated with flip TTA (where flips are)
+        train={"label_smoothing": 0.1, "ema": 0.995, "tta": "auto", "data_init": 5000},
+        eval_every=500,
+    ),
+    claimed_params=None,
+    notes="Ours, not a report's: 93,828 parameters with a 100-class head (83,508 on AddNIST, 82,218 on CIFAR-10), "
+          "about 2.1x report A's network per training step. Targets at full budget: AddNIST test >= 96% (report E "
+          "94.1%), CIFAR-10 JPEG stand-in >= 90% (reports A and B ~80% there).",
+))
+register(Experiment(
+    "ours-generator", OURS, "Our GAN: spectrally normalised D, hinge loss, DiffAugment, EMA generator (in budget)",
+    RunConfig(experiment="ours-generator", **dict(_GAN, model="ours_gan"), batch_size=64,
+              optimizer={"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]},
+              augment={"hflip": "auto"},
+              train={"loss": "hinge", "diffaug": "color,translation,cutout", "ema": 0.999}),
+    claimed_params=None,
+    notes="Ours, not a report's: G 666,907 + D 284,673 = 951,580 parameters. Batch 64, so that one step costs "
+          "about 1.4x report C's DCGAN step at its batch 128 (limit 1.5x). Samples and scores come from the EMA of "
+          "G's weights.",
 ))

@@ -216,7 +216,8 @@ def leaderboard_rows(results_dir=None) -> list[dict]:
         claim = exp.claims[0] if exp.claims else None
         broken = rules_broken(exp)
         if claim is None:
-            v, why = UNMEASURABLE, "the report makes no numeric claim"
+            v, why = UNMEASURABLE, ("our own model: no report, so no claim to check" if exp.report == experiments.OURS
+                                    else "the report makes no numeric claim")
         else:
             v, why = verdict(exp, claim, rs)
         if broken:

@@ -18,6 +18,8 @@ MODELS = {
     "search_cnn": "cifar_nb.models.search_cnn:SearchCNN",                        # report D families
     "dcgan": "cifar_nb.models.dcgan:DCGAN",                                      # reports A, C, E GANs
     "unet_ddpm": "cifar_nb.models.unet_ddpm:ConditionalUNet",                    # report B DDPM
+    "ours_classifier": "cifar_nb.models.ours_classifier:OursClassifier",         # our own classifier (issue 16)
+    "ours_gan": "cifar_nb.models.ours_gan:OursGAN",                              # our own GAN
 }
 
 

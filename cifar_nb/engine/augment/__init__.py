@@ -5,7 +5,8 @@
     x = normalize(images_uint8, info)       # the eval path
 
 Spec keys (an empty spec only normalises):
-    hflip, vflip      probability of a horizontal / vertical flip
+    hflip, vflip      probability of a horizontal / vertical flip; hflip "auto" is 0.5 where a mirrored image
+                      keeps its label (DatasetInfo.mirror_invariant: photographs) and 0 where not (AddNIST)
     crop, pad_mode    pad by `crop` pixels ("reflect" or "zeros") and crop back at a random offset,
     crop_p            with probability crop_p (default 1)
     noise_var,        add Gaussian noise of variance noise_var to the 0..1 pixels (before normalising,
@@ -102,6 +103,15 @@ def _prob(spec, key, default=0.0) -> float:
     return float(v)
 
 
+def flip_probability(value, info) -> float:
+    """An "hflip" value as a probability: a number in [0, 1], true (0.5), or "auto": 0.5 where a mirrored image
+    keeps its label (info.mirror_invariant) and 0 where it does not (AddNIST's digits). The GAN trainer reads
+    its hflip through this too."""
+    if value == "auto":
+        return 0.5 if getattr(info, "mirror_invariant", True) else 0.0
+    return _prob({"hflip": value}, "hflip")
+
+
 def _range(v, name) -> tuple[float, float]:
     """torchvision's convention: a number d means (-d, d); a pair is (min, max)."""
     if isinstance(v, (int, float)):
@@ -129,7 +139,7 @@ class GpuAugment:
         spec = dict(spec or {})
         _check_keys(spec, SPEC_KEYS, "augment spec")
         self.info = info
-        self.hflip, self.vflip = _prob(spec, "hflip"), _prob(spec, "vflip")
+        self.hflip, self.vflip = flip_probability(spec.get("hflip", 0.0), info), _prob(spec, "vflip")
         self.crop = spec.get("crop", 0)
         if not isinstance(self.crop, int) or isinstance(self.crop, bool) or self.crop < 0:
             raise ValueError(f"augment crop is the padding in pixels, an integer >= 0, got {self.crop!r}")

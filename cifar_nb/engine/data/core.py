@@ -49,6 +49,10 @@ class DatasetInfo:
     mean: tuple             # per channel, on the 0..1 scale, used by augment.normalize
     std: tuple
     splits: tuple = ("train", "test")
+    # Does a left-right mirror image keep its label? True for photographs (CIFAR, an image folder); False for
+    # AddNIST, whose labels are sums of digits, which a mirror turns into other shapes. augment's "auto" flips
+    # (and the classifier's "auto" flip test-time augmentation) read it.
+    mirror_invariant: bool = True
 
 
 @dataclass
@@ -204,7 +208,7 @@ def known_info(dataset: str) -> DatasetInfo | None:
         return DatasetInfo("cifar10", "CIFAR-10", 10, 32, 3, False, CIFAR10_MEAN, CIFAR10_STD)
     if dataset == "addnist":
         return DatasetInfo("addnist", "AddNIST (regenerated from MNIST)", 20, 28, 3, False, MNIST_MEAN, MNIST_STD,
-                           splits=("train", "val", "test"))
+                           splits=("train", "val", "test"), mirror_invariant=False)
     if dataset == "cifar10-jpeg":
         # the alias is known: its normalisation is CIFAR-10's and it has train/ and test/
         return DatasetInfo("cifar10-jpeg", "CIFAR-10 (JPEG stand-in)", 10, 32, 3, True, CIFAR10_MEAN, CIFAR10_STD)

@@ -16,9 +16,13 @@ from cifar_nb.engine.data import DataError, cache_dir
 
 SEEDS = (0, 1, 2)
 STAND_IN = "cifar10-jpeg"
+# Every dataset the book has: our own models run on each (the reports' on their own). CIFAR-100 and CIFAR-10, where
+# absent, become the stand-in, so a run that would be listed twice is listed once.
+ALL_DATASETS = ("cifar100", "cifar10", STAND_IN, "addnist")
 
-# (experiment, seeds, on the CPU plan, why it waits). Order is priority: the CPU plan first (issue 12), then our
-# own models, then what needs a GPU, cheapest first.
+# (experiment, seeds, on the CPU plan, why it waits[, datasets]). Order is priority: the CPU plan first (issue 12),
+# then our own models, then what needs a GPU, cheapest first. Without datasets an entry runs on its experiment's
+# own dataset (E-classifier: AddNIST; CIFAR-100 where present, else the stand-in); with them, on each in turn.
 PLAN = [
     ("E-classifier", SEEDS, True, None),
     ("A-classifier", SEEDS, True, None),
@@ -26,6 +30,11 @@ PLAN = [
     # Held until issue 13 changed the generator hashes (train.feature_steps); they are now pinned by a test. Its
     # FD-cls feature run (2,000 steps) trains first, inside this run.
     ("C-generator", (0,), True, None),
+    # our own models (issue 16): on the CPU after the reports' CPU runs; every seed and dataset on a GPU
+    ("ours-classifier", (0,), True, None, ("addnist", STAND_IN)),
+    ("ours-generator", (0,), True, None, (STAND_IN,)),
+    ("ours-classifier", SEEDS, False, None, ALL_DATASETS),
+    ("ours-generator", SEEDS, False, None, ALL_DATASETS),
     ("B-classifier", (1, 2), False, None),
     ("B-ablation-1", SEEDS, False, None),
     ("B-ablation-2", SEEDS, False, None),
@@ -47,7 +56,9 @@ PLAN = [
 # optimiser (fused Adam) launches.
 LAUNCH_S = 10e-6
 KERNELS_PER_STEP = {"resnet_bottleneck": 400, "dsconv_resnet": 500, "densenet": 800, "mbconv_se": 800,
-                    "search_cnn": 150, "dcgan": 200, "unet_ddpm": 1000}
+                    "search_cnn": 150, "dcgan": 200, "unet_ddpm": 1000,
+                    # ours, not yet counted either: ~7 convs + EMA; G + spectrally normalised D + DiffAugment x 3
+                    "ours_classifier": 300, "ours_gan": 500}
 # Evaluation and scoring beside training, as a fraction of training time (classifiers: 21 evaluations of
 # 10k test + 10k train images; generators: 10,000 samples scored), measured on the CPU runs so far.
 EVAL_OVERHEAD = {"classifier": 0.08, "gan": 0.05, "diffusion": 0.02}
@@ -85,9 +96,13 @@ class Entry:
 
 
 def _dataset_for(exp: experiments.Experiment, present: set[str]) -> tuple[str, str]:
-    ds = exp.config.dataset
-    if ds == "cifar100" and "cifar100" not in present:
-        return STAND_IN, "CIFAR-100 absent here: the CIFAR-10 JPEG stand-in"
+    return _dataset_named(exp.config.dataset, present)
+
+
+def _dataset_named(ds: str, present: set[str]) -> tuple[str, str]:
+    """(the dataset a run asking for `ds` uses here, a note when that is the stand-in instead)."""
+    if ds in ("cifar100", "cifar10") and ds not in present:
+        return STAND_IN, f"{'CIFAR-100' if ds == 'cifar100' else 'CIFAR-10'} absent here: the CIFAR-10 JPEG stand-in"
     return ds, ""
 
 
@@ -194,15 +209,20 @@ def plan(data_root=None, results_dir=None) -> list[Entry]:
     present = _present_datasets(data_root)
     speeds, h200 = cpu_speeds(), h200_speeds()
     entries: list[Entry] = []
-    for exp_name, seeds, cpu_plan, hold in PLAN:
+    keys: set[str] = set()
+    for exp_name, seeds, cpu_plan, hold, *datasets in PLAN:
         exp = experiments.get(exp_name)
-        dataset, note = _dataset_for(exp, present)
-        for seed in seeds:
-            cfg = exp.make_config(dataset=dataset, seed=seed)
-            e = Entry(exp_name, seed, len(entries) + 1, cpu_plan, hold, cfg, note)
-            e.est_cpu_s, e.est_h200_s = estimate(cfg, speeds, h200)
-            _fill_state(e, results_dir)
-            entries.append(e)
+        wanted = [_dataset_named(ds, present) for ds in datasets[0]] if datasets else [_dataset_for(exp, present)]
+        for dataset, note in wanted:
+            for seed in seeds:
+                cfg = exp.make_config(dataset=dataset, seed=seed)
+                e = Entry(exp_name, seed, len(entries) + 1, cpu_plan, hold, cfg, note)
+                if e.key in keys:        # listed already (a stand-in for an absent dataset, or a CPU-plan run)
+                    continue
+                keys.add(e.key)
+                e.est_cpu_s, e.est_h200_s = estimate(cfg, speeds, h200)
+                _fill_state(e, results_dir)
+                entries.append(e)
     for e in entries:
         rate = _measured_cpu_rates(entries).get(e.experiment)
         if rate:

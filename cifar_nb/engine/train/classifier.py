@@ -29,17 +29,29 @@ train knobs (cfg.train):
                       trials see the same split.
     eval_split        "test" (default) or "val": what the periodic evaluation uses. "val" needs val_size, or a
                       dataset with its own val split (AddNIST).
+    ema               EMA decay of the weights (e.g. 0.999; None, the default, for none): an
+                      AveragedModel of the net, buffers (BatchNorm statistics) included, updated after every step.
+                      Every evaluation, the final metrics and weights.pt are then the average's; the stream_*
+                      figures stay the trained net's own.
+    tta               test-time augmentation at every evaluation: None (the default), "hflip" (the mean of the
+                      logits of each image and its mirror image), or "auto" ("hflip" where a mirror image keeps
+                      its label, DatasetInfo.mirror_invariant, none on AddNIST)
+    data_init         N: before training, hand the model's init_from_data() N training images drawn at random
+                      (seeded by the run's seed; files in class order would bias a prefix), normalised (our
+                      classifier sets its first convolution to whiten their 3x3 patches); 0 or absent (the
+                      default) for none. A model without init_from_data refuses it.
     train_eval_size, eval_batch_size. (compile, channels_last and amp are accepted for old configs but are
     runtime settings, cifar_nb.engine.runtime: they override its measured defaults and never belong in a new config.)
 
-Resuming: the checkpoint holds the model, optimiser, scheduler, step, the data generator and the global RNG
-(dropout draws from it), the epoch's permutation and the running sums, so on a CPU an interrupted and
+Resuming: the checkpoint holds the model (and its EMA), optimiser, scheduler, step, the data generator and the
+global RNG (dropout draws from it), the epoch's permutation and the running sums, so on a CPU an interrupted and
 resumed run ends with exactly the metrics of an uninterrupted one.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from cifar_nb.engine import augment, data
 from cifar_nb.engine.artifacts import atomic_torch_save
@@ -49,7 +61,8 @@ from cifar_nb.engine.train.optim import build_optimizer, build_scheduler
 from cifar_nb.models import build_for_config
 
 TRAIN_KEYS = ("label_smoothing", "val_size", "split_seed", "eval_split", "train_eval_size", "eval_batch_size",
-              "compile", "channels_last", "amp")
+              "ema", "tta", "data_init", "compile", "channels_last", "amp")
+TTA = (None, "hflip", "auto")
 
 
 def _train_knobs(cfg) -> dict:
@@ -57,6 +70,14 @@ def _train_knobs(cfg) -> dict:
     unknown = sorted(set(t) - set(TRAIN_KEYS))
     if unknown:
         raise ValueError(f"unknown classifier train key(s) {unknown}; known: {', '.join(TRAIN_KEYS)}")
+    ema = t.get("ema")
+    if ema is not None and not (isinstance(ema, (int, float)) and 0 < ema < 1):
+        raise ValueError(f"train['ema'] is an EMA decay in (0, 1), e.g. 0.999, or None; got {ema!r}")
+    if t.get("tta") not in TTA:
+        raise ValueError(f"train['tta'] must be one of {TTA}, got {t.get('tta')!r}")
+    n = t.get("data_init") or 0
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"train['data_init'] is a number of training images (>= 0), got {n!r}")
     return t
 
 
@@ -102,8 +123,9 @@ class Batches:
 
 
 @torch.no_grad()
-def evaluate(model, imageset, info, batch_size=1024, channels_last=False, amp=False):
-    """(mean cross-entropy, accuracy) over a whole ImageSet, eval mode, no augmentation."""
+def evaluate(model, imageset, info, batch_size=1024, channels_last=False, amp=False, tta=False):
+    """(mean cross-entropy, accuracy) over a whole ImageSet, eval mode, no augmentation; tta=True scores the
+    mean of the logits of each image and of its mirror image."""
     was_training = model.training
     model.eval()
     loss = torch.zeros((), dtype=torch.float64, device=imageset.labels.device)
@@ -115,6 +137,8 @@ def evaluate(model, imageset, info, batch_size=1024, channels_last=False, amp=Fa
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
+            if tta:
+                logits = (logits.float() + model(x.flip(3)).float()) / 2
         loss += F.cross_entropy(logits.float(), y, reduction="sum").double()
         hits += (logits.argmax(1) == y).sum()
     model.train(was_training)
@@ -157,7 +181,19 @@ class Loop:
 
         torch.manual_seed(cfg.seed)   # model init, and dropout during training, draw from the global RNG
         model = build_for_config(cfg, info.num_classes, info.image_size, info.channels).to(device)
+        if t.get("data_init"):
+            if not hasattr(model, "init_from_data"):
+                raise ValueError(f"train['data_init'] asks model {cfg.model!r} for a data-dependent init, which it "
+                                 "does not have (no init_from_data method)")
+            pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed))
+            pick = pick[:int(t["data_init"])]
+            model.init_from_data(augment.normalize(train_set.images[pick.to(train_set.images.device)], info))
         self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
+        # the weights' EMA (train["ema"]): what every evaluation and weights.pt use; the net itself trains
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(float(t["ema"])), use_buffers=True) \
+            if t.get("ema") else None
+        self.eval_model = self.ema.module if self.ema is not None else self.model
+        self.tta = t.get("tta") == "hflip" or (t.get("tta") == "auto" and getattr(info, "mirror_invariant", True))
         self.opt = build_optimizer(self.model.parameters(), cfg.optimizer)
         self.sched, self.sched_every = build_scheduler(self.opt, cfg.scheduler, cfg.steps)
         self.aug = augment.GpuAugment(cfg.augment, info)
@@ -183,21 +219,29 @@ class Loop:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.step_count += 1
         if self.sched is not None and self.step_count % self.sched_every == 0:
             self.sched.step()
         return loss.detach(), (logits.argmax(1) == y).sum()
 
     def evaluate(self, imageset, batch_size=1024):
-        return evaluate(self.model, imageset, self.train_set.info, batch_size, self.channels_last, self.amp)
+        return evaluate(self.eval_model, imageset, self.train_set.info, batch_size, self.channels_last, self.amp,
+                        self.tta)
 
     def state_dict(self):
-        return {"step": self.step_count, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict() if self.sched is not None else None,
-                "batches": self.batches.state_dict(), "rng": _rng_state(self.device)}
+        s = {"step": self.step_count, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+             "scheduler": self.sched.state_dict() if self.sched is not None else None,
+             "batches": self.batches.state_dict(), "rng": _rng_state(self.device)}
+        if self.ema is not None:
+            s["ema"] = self.ema.state_dict()
+        return s
 
     def load_state_dict(self, s):
         self.model.load_state_dict(s["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(s["ema"])
         self.opt.load_state_dict(s["optimizer"])
         if self.sched is not None:
             self.sched.load_state_dict(s["scheduler"])
@@ -239,7 +283,7 @@ def train(ctx) -> dict:
                          state=lambda: {"loop": loop.state_dict()}, restore=restore))
 
     atomic_torch_save(ctx.run_dir / "weights.pt",
-                      {k: v.detach().cpu().contiguous() for k, v in loop.model.state_dict().items()})
+                      {k: v.detach().cpu().contiguous() for k, v in loop.eval_model.state_dict().items()})
     last = ctx.history[-1]
     best = max(ctx.history, key=lambda r: r[f"{split}_acc"])   # the first of ties
     metrics = {

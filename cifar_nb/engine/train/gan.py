@@ -1,4 +1,4 @@
-"""Training loop for the DCGANs of reports A, C and E (kind "gan").
+"""Training loop for the DCGANs of reports A, C and E and for our own GAN (kind "gan").
 
 One step = one discriminator update on a real batch and a generated batch, then one generator update
 on the same generated batch (the PyTorch DCGAN tutorial's loop). Loss: binary cross-entropy, computed
@@ -6,7 +6,9 @@ as BCEWithLogits on D's logits, which is sigmoid + BCE in one numerically stable
 autocast); the generator uses the usual non-saturating target 1 for its fakes (ganhacks' "flip the
 labels when training G"); `noisy_labels` is the other kind of flipping, some of D's targets swapped.
 G and D get their own optimiser built from cfg.optimizer (the reports: Adam, betas (0.5, 0.999)) and
-their own scheduler from cfg.scheduler (report A: StepLR).
+their own scheduler from cfg.scheduler (report A: StepLR). Our GAN (models/ours_gan.py) sets three more knobs:
+the hinge loss, DiffAugment on every image D sees (real and fake, in both updates; engine/augment/diffaug.py) and
+an EMA of G's weights, which is then what is saved as the generator and sampled and scored.
 
     cfg.train keys         default   meaning
     real_label             1.0       D's target for real images (report C's "adjusted labels": 0.9)
@@ -25,8 +27,18 @@ their own scheduler from cfg.scheduler (report A: StepLR).
     sample_batch           500       images per sampling batch
     log_every              eval_every // 10
     compile                False     torch.compile G and D (CUDA only)
+    loss                   "bce"     "bce" (the above) or "hinge": D minimises mean(relu(1 - D(real))) +
+                                     mean(relu(1 + D(fake))), G minimises -mean(D(fake)) (no targets: the
+                                     label knobs above must keep their defaults)
+    diffaug                None      DiffAugment policy, e.g. "color,translation,cutout", applied to real and
+                                     fake images (before instance noise) whenever D sees them
+    ema                    None      EMA decay of G's weights (e.g. 0.999; BatchNorm buffers averaged too):
+                                     generator.pt holds the average (the trained G as "generator_live"), and
+                                     samples, scores and figures come from it
+d_real / d_fake are the mean sigmoid of D's logits whatever the loss (under hinge a score, not a probability).
 
-cfg.augment takes only {"hflip": p}: images must stay in [-1, 1] for the tanh generator.
+cfg.augment takes only {"hflip": p} (p a probability, or "auto": 0.5 where a mirror image keeps its label, none
+on AddNIST): images must stay in [-1, 1] for the tanh generator.
 Targets, noise, latents and flips of step s come from a generator seeded by (seed, s), and the data
 order of epoch e from one seeded by (seed, e), so a resumed run needs no RNG state to match an
 uninterrupted one; the instance-noise level is a function of the step.
@@ -40,8 +52,11 @@ from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from cifar_nb.engine import data as datasets
+from cifar_nb.engine.augment import flip_probability
+from cifar_nb.engine.augment.diffaug import diff_augment, parse_policy
 from cifar_nb.engine.artifacts import atomic_torch_save
 from cifar_nb.engine.evaluate.generator import evaluate_generator
 from cifar_nb.engine.runtime import generator_autocast as autocast
@@ -53,9 +68,11 @@ from cifar_nb.models import build_for_config
 
 DEFAULTS = dict(real_label=1.0, fake_label=0.0, soft_labels=0.0, noisy_labels=0.0, instance_noise=0.0,
                 instance_noise_decay=1.0, resize=None, interpolation="slerp", fid_samples=10_000,
-                sample_batch=500, log_every=None, compile=False, feature_steps=FEATURE_STEPS)
+                sample_batch=500, log_every=None, compile=False, feature_steps=FEATURE_STEPS, loss="bce",
+                diffaug=None, ema=None)
 STATS = ("loss_d", "loss_g", "d_real", "d_fake")
-
+LOSSES = ("bce", "hinge")
+LABEL_KNOBS = ("real_label", "fake_label", "soft_labels", "noisy_labels")
 
 
 def options(cfg) -> dict:
@@ -71,6 +88,15 @@ def options(cfg) -> dict:
             raise ValueError(f"train[{k!r}] must be in [0, 0.5), got {o[k]}")
     if o["interpolation"] not in ("slerp", "lerp"):
         raise ValueError(f"train['interpolation'] must be 'slerp' or 'lerp', got {o['interpolation']!r}")
+    if o["loss"] not in LOSSES:
+        raise ValueError(f"train['loss'] must be one of {LOSSES}, got {o['loss']!r}")
+    if o["loss"] == "hinge" and any(o[k] != DEFAULTS[k] for k in LABEL_KNOBS):
+        raise ValueError(f"the hinge loss has no targets: {', '.join(LABEL_KNOBS)} are BCE knobs and must keep "
+                         "their defaults")
+    parse_policy(o["diffaug"])      # raises on a policy it does not know
+    if o["ema"] is not None and not (isinstance(o["ema"], (int, float)) and 0 < o["ema"] < 1):
+        raise ValueError(f"train['ema'] is an EMA decay of G's weights in (0, 1), e.g. 0.999, or None; "
+                         f"got {o['ema']!r}")
     return o
 
 
@@ -117,9 +143,12 @@ def setup(cfg, info, device) -> SimpleNamespace:
     sched_g, every = build_scheduler(opt_g, cfg.scheduler, cfg.steps)
     sched_d, _ = build_scheduler(opt_d, cfg.scheduler, cfg.steps)
     compile_ = o["compile"] and device.type == "cuda"
+    ema = AveragedModel(model.generator, multi_avg_fn=get_ema_multi_avg_fn(float(o["ema"])), use_buffers=True) \
+        if o["ema"] else None
     return SimpleNamespace(
         cfg=cfg, o=o, device=device, model=model, opt_g=opt_g, opt_d=opt_d, sched_g=sched_g, sched_d=sched_d,
-        every=every, hflip=float(cfg.augment.get("hflip", 0.0)),
+        every=every, hflip=flip_probability(cfg.augment.get("hflip", 0.0), info), ema=ema,
+        policy=parse_policy(o["diffaug"]),
         G=torch.compile(model.generator) if compile_ else model.generator,
         D=torch.compile(model.discriminator) if compile_ else model.discriminator)
 
@@ -132,25 +161,34 @@ def train_step(s: SimpleNamespace, x_uint8: torch.Tensor, step: int, g: torch.Ge
     if dev.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     z = torch.randn(B, s.model.latent_dim, generator=g, device=dev)
-    t_real, t_fake = d_targets(B, True, o, g, dev), d_targets(B, False, o, g, dev)
+    hinge = o["loss"] == "hinge"
+    if not hinge:
+        t_real, t_fake = d_targets(B, True, o, g, dev), d_targets(B, False, o, g, dev)
     noisy = (lambda im: im + sigma * torch.randn(im.shape, generator=g, device=dev)) if sigma > 0 else (lambda im: im)
+    seen = (lambda im: noisy(diff_augment(im, s.policy, g))) if s.policy else noisy    # what D is shown
     bce = F.binary_cross_entropy_with_logits
 
     with autocast(dev):
         fake = s.G(z)
-        logit_real = s.D(noisy(x)).float()
-        logit_fake = s.D(noisy(fake.detach())).float()
-    loss_d = bce(logit_real, t_real) + bce(logit_fake, t_fake)
+        logit_real = s.D(seen(x)).float()
+        logit_fake = s.D(seen(fake.detach())).float()
+    if hinge:
+        loss_d = F.relu(1 - logit_real).mean() + F.relu(1 + logit_fake).mean()
+    else:
+        loss_d = bce(logit_real, t_real) + bce(logit_fake, t_fake)
     s.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     s.opt_d.step()
 
     with autocast(dev):
-        logit_g = s.D(noisy(fake)).float()
-    loss_g = bce(logit_g, torch.ones_like(logit_g))      # non-saturating: G wants D to say "real"
+        logit_g = s.D(seen(fake)).float()
+    # non-saturating BCE: G wants D to say "real"; hinge: G raises D's score of its images
+    loss_g = -logit_g.mean() if hinge else bce(logit_g, torch.ones_like(logit_g))
     s.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     s.opt_g.step()
+    if s.ema is not None:
+        s.ema.update_parameters(s.model.generator)
     return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
             "d_real": torch.sigmoid(logit_real.detach()).mean(), "d_fake": torch.sigmoid(logit_fake.detach()).mean()}
 
@@ -237,13 +275,18 @@ def train(ctx) -> dict:
         ctx.log(step=done, **row, lr=s.opt_g.param_groups[0]["lr"], noise=noise_level(o, done - 1))
 
     def state():
-        return {"model": model.state_dict(), "opt_g": s.opt_g.state_dict(), "opt_d": s.opt_d.state_dict(),
-                "sched_g": s.sched_g.state_dict() if s.sched_g is not None else None,
-                "sched_d": s.sched_d.state_dict() if s.sched_d is not None else None,
-                "torch_rng": torch.get_rng_state()}
+        st = {"model": model.state_dict(), "opt_g": s.opt_g.state_dict(), "opt_d": s.opt_d.state_dict(),
+              "sched_g": s.sched_g.state_dict() if s.sched_g is not None else None,
+              "sched_d": s.sched_d.state_dict() if s.sched_d is not None else None,
+              "torch_rng": torch.get_rng_state()}
+        if s.ema is not None:
+            st["ema"] = s.ema.state_dict()
+        return st
 
     def restore(state):
         model.load_state_dict(state["model"])
+        if s.ema is not None:
+            s.ema.load_state_dict(state["ema"])
         s.opt_g.load_state_dict(state["opt_g"])
         s.opt_d.load_state_dict(state["opt_d"])
         if s.sched_g is not None:
@@ -255,11 +298,15 @@ def train(ctx) -> dict:
     trained = run_steps(ctx, Steps(total=cfg.steps, step=step, every=o["log_every"] or max(1, cfg.eval_every // 10),
                                 report=report, state=state, restore=restore))
 
+    # with an EMA, the average is the generator: saved as such, sampled and scored (load_handle reads it back)
+    sampled = s.ema.module.eval() if s.ema is not None else model.generator
+    extra = {"generator_live": model.generator.state_dict(), "ema": o["ema"]} if s.ema is not None else {}
     atomic_torch_save(ctx.run_dir / "generator.pt", {
-        "state_dict": model.generator.state_dict(), "discriminator": model.discriminator.state_dict(),
+        "state_dict": sampled.state_dict(), "discriminator": model.discriminator.state_dict(),
         "model": cfg.model, "model_args": dict(cfg.model_args), "latent_dim": model.latent_dim,
-        "image_size": model.image_size, "num_classes": info.num_classes, "in_channels": info.channels})
-    handle = GANGenerator(model, info.num_classes, device, o["sample_batch"], s.G, s.D)
+        "image_size": model.image_size, "num_classes": info.num_classes, "in_channels": info.channels, **extra})
+    handle = GANGenerator(model, info.num_classes, device, o["sample_batch"],
+                          sampled if s.ema is not None else s.G, s.D)
     last = ctx.history[-1] if ctx.history else {}
     metrics = {**{f"final_{k}": last.get(k) for k in STATS},
                "train_steps_per_s": trained.steps_per_s,
