@@ -194,14 +194,18 @@ def _checkpoint_progress(path: Path) -> tuple[int, float | None]:
 def _measured_cpu_rates(entries: list["Entry"]) -> dict[str, float]:
     """Whole-run steps per wall second (evaluation included) of this queue's own CPU runs, per experiment:
     better estimates than a benchmark measured on another CPU."""
-    rates: dict[str, list[float]] = {}
+    # all steps over all seconds, not a mean of per-run rates: one slow run (a first compile, a machine shared
+    # with other work) then weighs by the time it took, as it does in the queue's total
+    totals: dict[str, list[float]] = {}
     for e in entries:
         secs = e.wall_time_s if e.state == "done" else e.extra.get("elapsed_s")
         steps = e.config.steps if e.state == "done" else e.step
         cpu = e.state in ("checkpointed", "running") or (e.device or "").startswith("CPU")
         if cpu and secs and steps:
-            rates.setdefault(e.experiment, []).append(steps / secs)
-    return {k: sum(v) / len(v) for k, v in rates.items()}
+            t = totals.setdefault(e.experiment, [0.0, 0.0])
+            t[0] += steps
+            t[1] += secs
+    return {k: steps / secs for k, (steps, secs) in totals.items()}
 
 
 def plan(data_root=None, results_dir=None) -> list[Entry]:
