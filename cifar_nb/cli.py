@@ -7,6 +7,8 @@
                                         [--force]
     python -m cifar_nb score <experiment> [--seed S] [--samples N] [--fid-weights PATH]
                                           score a finished generator from its weights, without retraining
+    python -m cifar_nb ablate <experiment> --steps N --dataset D [--seed S]
+                                          every ablation of our recipe, at a reduced budget (labelled)
     python -m cifar_nb data check [--data-root DIR]
     python -m cifar_nb status [--write book/_status.md]   what has really been run, per experiment
     python -m cifar_nb queue [--json]     every full-budget run of the book: state, device, estimates
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from cifar_nb import experiments
+from cifar_nb import ablations, experiments
 from cifar_nb.book import status
 from cifar_nb.book import execute
 from cifar_nb.budget import BudgetError
@@ -218,6 +220,27 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    """Every variant of ablations.ABLATIONS[experiment], one after another; finished ones are reused."""
+    try:
+        todo = ablations.configs(args.experiment, args.steps, args.dataset, args.seed)
+    except (KeyError, ValueError) as e:
+        raise SystemExit(f"error: {e.args[0]}")
+    device = resolve_device(args.device)
+    for label, cfg in todo:
+        try:
+            res = runs.run(cfg, device=device, data_root=args.data_root, results_dir=args.results_dir)
+        except (BudgetError, DataError, artifacts.RunCorrupt) as e:
+            raise SystemExit(f"error: {e}")
+        except runs.RunInterrupted as e:
+            print(f"stopped early, checkpoint saved: {e}. Run the same command again to resume.")
+            return 3
+        acc = res.metrics.get("test_acc")
+        print(f"{label}: {'reused' if res.reused else 'trained'}, test accuracy "
+              f"{'—' if acc is None else f'{100 * acc:.2f} %'} -> {res.run_dir}")
+    return 0
+
+
 def cmd_score(args) -> int:
     exp = experiments.get(args.experiment)
     cfg = config_from_flags(exp, args).replace(seed=args.seed)
@@ -393,6 +416,17 @@ def _main(argv: list[str] | None = None) -> int:
     q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
     q.add_argument("--results-dir", help="where the run's artifacts are (default: results/ or $CIFAR_NB_RESULTS)")
     q.set_defaults(fn=cmd_score)
+
+    q = sub.add_parser("ablate", help="every ablation of one of our recipes at a reduced budget (see ablations.py)")
+    q.add_argument("experiment", choices=list(ablations.ABLATIONS))
+    q.add_argument("--steps", type=positive_int_named("steps"), required=True,
+                   help="steps per variant: a reduced budget, labelled as such wherever it is shown")
+    q.add_argument("--dataset", required=True, help="cifar100, cifar10, cifar10-jpeg, addnist")
+    q.add_argument("--seed", type=non_negative_int, default=0)
+    q.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
+    q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
+    q.add_argument("--results-dir", help="where artifacts go (default: results/ or $CIFAR_NB_RESULTS)")
+    q.set_defaults(fn=cmd_ablate)
 
     q = sub.add_parser("data", help="datasets under the data root")
     q.add_argument("action", choices=["check"])

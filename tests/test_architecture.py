@@ -14,7 +14,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cifar_nb"
-SPEC = {"config", "budget", "experiments", "models"}
+SPEC = {"config", "budget", "experiments", "ablations", "models"}
 CLI = {"cli", "__main__"}
 # what a function may import: heavy, optional or display-only libraries, which a plain `import cifar_nb` should not load
 LAZY_OK = {"torch_fidelity", "lpips", "optuna", "papermill", "nbformat", "jupytext", "IPython", "matplotlib",

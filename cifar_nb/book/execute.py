@@ -36,6 +36,7 @@ NOTEBOOKS = [
     ("report_b_generator", "diffusion", "cifar10-jpeg"),
     ("report_c_generator", "gan", "cifar10-jpeg"),
     ("report_e_generator", "gan", "cifar10-jpeg"),
+    ("beyond_the_reports", "classifier", "cifar10-jpeg"),
     ("summary", None, None),
 ]
 KINDS = {name: kind for name, kind, _ in NOTEBOOKS}
@@ -50,6 +51,7 @@ EXPERIMENTS = {
     "report_b_generator": ["B-generator", "B-generator-sigmoid-128", "B-generator-linear"],
     "report_c_generator": ["C-generator"],
     "report_e_generator": ["E-generator"],
+    "beyond_the_reports": ["ours-classifier", "ours-generator", "C-generator"],
 }
 
 FULL_SEEDS = [0, 1, 2]

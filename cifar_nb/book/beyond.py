@@ -1,0 +1,103 @@
+"""The "Beyond the reports" chapter's tables: our own models beside every report on the same data, budget and
+protocol, and the ablations of our recipe. Every cell comes from finished runs in results/.
+
+    side_by_side("classifier", "addnist")            # every full-budget classifier run on AddNIST, ours included
+    ablation_table("ours-classifier", 1_000, "cifar10-jpeg")   # ablations.py's variants at a reduced budget
+"""
+from __future__ import annotations
+
+from cifar_nb import ablations, budget, experiments
+from cifar_nb.book.audit import (KID_SCALE_NOTE, dataset_label, default_results_dir, fmt, fmt_kid, metric_name,
+                                 n_params, runs_on_disk)
+from cifar_nb.book.display import Table
+from cifar_nb.engine import artifacts
+from cifar_nb.engine.artifacts import RunResult
+
+# The headline numbers per run kind: accuracy for classifiers; FD-cls and KID (substitute features) for GANs.
+HEADLINE = {"classifier": ("test_acc", "best_test_acc", "train_acc"), "gan": ("fd_cls", "kid_mean")}
+
+
+def full_budget_runs(name: str, dataset: str, results_dir=None) -> list[RunResult]:
+    """The finished runs of `name` at its recipe's full budget on `dataset` (one config, every seed found)."""
+    exp = experiments.get(name)
+    groups = [g for g in runs_on_disk(name, results_dir or default_results_dir())
+              if g[0].config.dataset == dataset and g[0].config.steps == exp.config.steps
+              and g[0].config.replace(seed=0, dataset=exp.config.dataset) == exp.config.replace(seed=0)]
+    return max(groups, key=len) if groups else []
+
+
+def _cell(metric: str, rs: list[RunResult]) -> str:
+    st = artifacts.aggregate(rs, metric)
+    if st["mean"] is None:
+        return "—"
+    return fmt_kid(st["mean"], st["std"]) if metric.startswith("kid") else fmt(metric, st["mean"], st["std"])
+
+
+def side_by_side(kind: str, dataset: str, results_dir=None) -> Table:
+    """Every experiment of `kind` (the reports' and ours) that has full-budget runs on `dataset`, with its
+    parameters, steps, seeds, headline scores (mean ± sample std over seeds) and mean wall time per run; our own
+    models are listed even before their runs exist, so a reader sees what is still to come."""
+    rows = []
+    for name, exp in experiments.REGISTRY.items():
+        if exp.kind != kind or exp.out_of_budget:
+            continue
+        rs = full_budget_runs(name, dataset, results_dir)
+        ours = exp.report == experiments.OURS
+        if not rs and not ours:
+            continue
+        who = "ours" if ours else f"report {exp.report}"
+        if not rs:
+            rows.append([name, who, f"{n_params(name, None, dataset):,}", f"{exp.config.steps:,}",
+                         "not run yet at full budget"]
+                        + ["—"] * (len(HEADLINE[kind]) + 1))
+            continue
+        wall = sum(float(r.env.get("wall_time_s") or 0) for r in rs) / len(rs)
+        params = rs[0].metrics.get("params")
+        rows.append([name, who, f"{params:,}" if params else "—", f"{rs[0].config.steps:,}",
+                     ", ".join(str(r.config.seed) for r in rs)]
+                    + [_cell(m, rs) for m in HEADLINE[kind]] + [f"{wall / 3600:.2f} h"])
+    label = dataset_label(dataset)[0]
+    heads = ["experiment", "whose recipe", "parameters", "steps", "seeds"] + \
+            [metric_name(m) for m in HEADLINE[kind]] + ["wall time per run"]
+    limit = budget.budget_for(kind)
+    caption = (f"Every {kind} recipe with full-budget runs on {label}, ours beside the reports': the same data, "
+               f"the same budget (at most {limit.max_params:,} parameters and {limit.max_steps:,} steps) and the "
+               "same evaluation. Mean ± sample std over seeds; wall time as recorded on the machine each run "
+               "trained on (see the methods appendix).")
+    if kind == "gan":
+        caption += " " + KID_SCALE_NOTE
+    return Table(heads, rows, caption=caption)
+
+
+def ablation_runs(name: str, steps: int, dataset: str, seeds=(0,), results_dir=None) -> dict[str, list[RunResult]]:
+    """variant -> its finished runs at the reduced budget, for every variant of ablations.ABLATIONS[name]."""
+    root = results_dir or default_results_dir()
+    out = {}
+    for label, changes in ablations.variants(name):
+        found = [artifacts.load_complete(ablations.config(name, changes, steps, dataset, s), root) for s in seeds]
+        out[label] = [r for r in found if r is not None]
+    return out
+
+
+def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=None) -> Table:
+    """One row per variant: what it takes out, its test accuracy and the change from the full recipe."""
+    found = ablation_runs(name, steps, dataset, seeds, results_dir)
+    base = artifacts.aggregate(found[ablations.FULL_RECIPE], "test_acc")["mean"]
+    rows = []
+    for label, changes in ablations.variants(name):
+        rs = found[label]
+        st = artifacts.aggregate(rs, "test_acc")
+        what = ", ".join(f"{k} = {v!r}" for k, v in changes.items()) or "—"
+        if st["mean"] is None:
+            rows.append([label, what, "not run yet", "—", "—"])
+            continue
+        delta = "—" if base is None or label == ablations.FULL_RECIPE else f"{100 * (st['mean'] - base):+.2f}"
+        rows.append([label, what, fmt("test_acc", st["mean"], st["std"]), delta,
+                     ", ".join(str(r.config.seed) for r in rs)])
+    recipe = experiments.get(name).config.steps
+    caption = (f"Ablations of {name} on {dataset_label(dataset)[0]}, each variant taking one piece out of the "
+               f"recipe. A reduced budget, labelled as such: {steps:,} of the recipe's {recipe:,} steps, with "
+               "the learning-rate schedule compressed to fit, so the differences say which pieces matter early, "
+               "not what each is worth at full budget. Δ: percentage points against the full recipe.")
+    return Table(["variant", "config change", "test accuracy", "Δ (points)", "seeds"], rows, caption=caption,
+                 note=f"Run with `python -m cifar_nb ablate {name} --steps {steps} --dataset {dataset}`.")

@@ -1,0 +1,77 @@
+"""The "Beyond the reports" chapter's machinery: ablations of our recipe (ablations.py, `ablate`) and the tables
+that set our models beside the reports' (book/beyond.py). No training: finished runs are written by hand."""
+from __future__ import annotations
+
+import pytest
+
+from cifar_nb import ablations, cli, experiments
+from cifar_nb.book import beyond
+from cifar_nb.engine import runs
+from test_report import fake_run
+
+
+def test_each_ablation_changes_exactly_its_own_key_of_the_reduced_recipe():
+    base = experiments.get("ours-classifier").make_config(steps=1_000, dataset="cifar10-jpeg", seed=0)
+    todo = ablations.configs("ours-classifier", 1_000, "cifar10-jpeg")
+    assert todo[0] == (ablations.FULL_RECIPE, base)
+    assert len({c.hash for _, c in todo}) == len(todo)          # every variant is a run of its own
+    for (label, cfg), (_, changes) in zip(todo[1:], ablations.variants("ours-classifier")[1:]):
+        (dotted, value), = changes.items()
+        field, key = dotted.split(".")
+        assert getattr(cfg, field)[key] == value != getattr(base, field).get(key), label
+        others = {k: v for k, v in getattr(cfg, field).items() if k != key}
+        assert others == {k: v for k, v in getattr(base, field).items() if k != key}
+        assert cfg.replace(**{field: getattr(base, field)}) == base
+    with pytest.raises(ValueError, match="no ablations are defined for 'A-classifier'"):
+        ablations.variants("A-classifier")
+
+
+def test_the_ablation_table_shows_what_exists_and_labels_the_budget(tmp_path):
+    todo = dict(ablations.configs("ours-classifier", 1_000, "cifar10-jpeg"))
+    fake_run(tmp_path, todo[ablations.FULL_RECIPE], {"test_acc": 0.70})
+    fake_run(tmp_path, todo["no weight EMA"], {"test_acc": 0.655})
+    t = beyond.ablation_table("ours-classifier", 1_000, "cifar10-jpeg", results_dir=tmp_path)
+    rows = {r[0]: r for r in t.rows}
+    assert rows["full recipe"][2] == "70.00 %" and rows["full recipe"][3] == "—"
+    assert rows["no weight EMA"][3] == "-4.50" and rows["no weight EMA"][1] == "train.ema = None"
+    assert rows["no label smoothing"][2] == "not run yet"
+    assert "reduced budget" in t.caption and "1,000 of the recipe's 10,000 steps" in t.caption
+    assert "ablate ours-classifier --steps 1000 --dataset cifar10-jpeg" in t.note
+
+
+def test_side_by_side_lists_full_budget_runs_on_one_dataset_and_ours_still_to_come(tmp_path):
+    a = experiments.get("A-classifier").make_config(dataset="cifar10-jpeg")
+    for s, acc in ((0, 0.65), (1, 0.67)):
+        fake_run(tmp_path, a.replace(seed=s), {"test_acc": acc, "best_test_acc": acc, "train_acc": 1.0})
+    fake_run(tmp_path, a.replace(steps=60), {"test_acc": 0.2})                         # a preview: not listed
+    fake_run(tmp_path, experiments.get("E-classifier").config, {"test_acc": 0.94})      # another dataset
+    t = beyond.side_by_side("classifier", "cifar10-jpeg", tmp_path)
+    rows = {r[0]: r for r in t.rows}
+    assert set(rows) == {"A-classifier", "ours-classifier"}
+    assert rows["A-classifier"][4] == "0, 1" and rows["A-classifier"][5] == "66.00 ± 1.41 %"
+    assert rows["ours-classifier"][4] == "not run yet at full budget"
+    assert rows["ours-classifier"][2] == f"{82_218:,}"        # counted for the stand-in's 10 classes
+    assert "CIFAR-10 (JPEG stand-in)" in t.caption and "100,000 parameters" in t.caption
+    g = beyond.side_by_side("gan", "cifar10-jpeg", tmp_path)
+    assert [r[0] for r in g.rows] == ["ours-generator"] and "raw" in g.caption
+
+
+def test_ablate_runs_every_variant_and_refuses_what_it_cannot_do(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def fake(cfg, **kw):
+        seen.append(cfg)
+        return fake_run(tmp_path, cfg, {"test_acc": 0.5})
+
+    monkeypatch.setattr(runs, "run", fake)
+    assert cli.main(["ablate", "ours-classifier", "--steps", "300", "--dataset", "cifar10-jpeg",
+                     "--device", "cpu", "--results-dir", str(tmp_path)]) == 0
+    assert [c.hash for c in seen] == [c.hash for _, c in ablations.configs("ours-classifier", 300, "cifar10-jpeg")]
+    out = capsys.readouterr().out
+    assert all(f"{label}: " in out for label, _ in ablations.variants("ours-classifier"))
+    assert "test accuracy 50.00 %" in out
+    with pytest.raises(SystemExit):
+        cli.main(["ablate", "A-classifier", "--steps", "300", "--dataset", "cifar10-jpeg"])
+    with pytest.raises(SystemExit):
+        cli.main(["ablate", "ours-classifier", "--steps", "0", "--dataset", "cifar10-jpeg"])
+    assert "steps must be a positive integer" in capsys.readouterr().err
