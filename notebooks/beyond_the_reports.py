@@ -119,7 +119,7 @@ beyond.side_by_side("gan", "cifar10-jpeg")
 # side-by-side tables) is not an effect.
 
 # %% tags=["full-width"]
-beyond.ablation_table("ours-classifier", 1_000, "cifar10-jpeg")
+beyond.ablation_table("ours-classifier", 2_000, "cifar10-jpeg")
 
 # %% [markdown]
 # ## This execution's runs
