@@ -462,3 +462,18 @@ def test_a_reduced_budget_sampling_mode_check_is_found_and_labelled(tmp_path):
     assert t.column("run") == ["seed 0, 2,000 steps"] and "reduced budget" in t.caption and "50,000" in t.caption
     full = [fake_run(tmp_path / "full", exp.config, {"fd_cls": 30.0, "kid_mean": 0.01})]
     assert "reduced budget" not in report.sampling_modes_table(full).caption
+
+
+def test_a_partly_finished_chapter_takes_the_full_budget_runs_on_its_own_preview_dataset(tmp_path, monkeypatch):
+    """ours-classifier finished on AddNIST and on the stand-in: the Beyond chapter (a stand-in preview) shows
+    the stand-in run as its full-budget part; the AddNIST run does not stop it from being rendered."""
+    from cifar_nb.book import execute
+    from cifar_nb.engine import queue
+    monkeypatch.delenv("CIFAR_NB_DATA", raising=False)
+    monkeypatch.setattr("cifar_nb.engine.queue.entries._dataset_for", lambda exp, present: ("cifar10-jpeg", ""))
+    ours = [e.config for e in queue.plan(results_dir=tmp_path) if e.experiment == "ours-classifier" and e.seed == 0]
+    assert {c.dataset for c in ours} == {"addnist", "cifar10-jpeg"}
+    for c in ours:
+        fake_run(tmp_path, c, {"test_acc": 0.9})
+    p = execute.from_results("beyond_the_reports", "cpu", tmp_path)
+    assert p["preview"] and p["dataset"] == "cifar10-jpeg" and p["full_budget"] == {"ours-classifier": [0]}

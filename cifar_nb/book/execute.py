@@ -77,24 +77,25 @@ def parameters(name: str, preview: bool, device: str) -> dict:
 
 def from_results(name: str, device: str, results_dir=None) -> dict | None:
     """Parameters that render a chapter from the finished full-budget runs in results/ (no training). When only
-    some of its experiments have them, the chapter is a preview whose full_budget names those (on the preview's
-    dataset), so each part is shown as what it is. None when none has any (the chapter then stays as it is)."""
+    some of its experiments have them on the chapter's preview dataset, the chapter is a preview whose
+    full_budget names those, so each part is shown as what it is. None when none has any (the chapter then
+    stays as it is)."""
     exps = EXPERIMENTS.get(name)
     if not exps:
         return None
     done = [e for e in queue.plan(results_dir=results_dir or root() / "results") if e.state == "done" and e.experiment in exps]
-    seeds = {n: {e.seed for e in done if e.experiment == n} for n in exps}
-    datasets = {e.config.dataset for e in done}
-    if len(datasets) != 1:
-        return None
-    common = set.intersection(*seeds.values())
-    if common:
-        p = parameters(name, False, device)
-        p.update(seeds=sorted(common), dataset=datasets.pop())
-        return p
+    for dataset in sorted({e.config.dataset for e in done}):
+        seeds = [{e.seed for e in done if e.experiment == n and e.config.dataset == dataset} for n in exps]
+        common = set.intersection(*seeds)
+        if common:
+            p = parameters(name, False, device)
+            p.update(seeds=sorted(common), dataset=dataset)
+            return p
     p = parameters(name, True, device)
-    partial = {n: sorted(s) for n, s in seeds.items() if s}
-    if not partial or p["dataset"] != datasets.pop():
+    partial = {n: sorted({e.seed for e in done if e.experiment == n and e.config.dataset == p["dataset"]})
+               for n in exps}
+    partial = {n: s for n, s in partial.items() if s}
+    if not partial:
         return None
     p.update(full_budget=partial)
     return p
