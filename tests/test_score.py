@@ -16,6 +16,13 @@ from test_gan import tiny_cfg as tiny_gan
 from cifar_nb import cli
 from cifar_nb.engine import artifacts, runs
 
+
+@pytest.fixture(autouse=True)
+def own_checkpoint_store(tmp_path, monkeypatch):
+    """Each test its own store: a tiny run trains to the same bytes in every test, and a kept copy with the run's
+    sha256 is put back into any results folder, so a shared store would hand one test another's weights."""
+    monkeypatch.setenv("CIFAR_NB_CHECKPOINTS", str(tmp_path / "store"))
+
 TRAINING_FILES = ("config.json", "metrics.json", "history.csv", "env.json", "samples_random.png", "samples.npz")
 
 
@@ -123,3 +130,22 @@ def test_weights_lost_with_the_work_tree_come_back_from_the_checkpoint_store(tin
     with pytest.raises(FileNotFoundError, match="not kept in git"):
         runs.score(cfg, results_dir=tmp_path, progress=False)
     assert not weights.exists()
+
+
+def test_weights_kept_for_another_clone_come_back_when_they_are_the_run_s_own(tiny_data, stub_features, tmp_path):
+    """The same run committed in two clones of the project (two results folders) on one machine: the weights one
+    clone trained are put back into the other's folder, because their sha256 is the one the run recorded."""
+    import shutil
+    cfg = tiny_gan(train={**E_TRICKS, "fid_samples": 16})
+    res = runs.run(cfg, results_dir=tmp_path / "a", progress=False)
+    other = tmp_path / "b" / res.run_dir.relative_to(tmp_path / "a")
+    shutil.copytree(res.run_dir, other, ignore=shutil.ignore_patterns("*.pt"))     # what git carries
+    b = artifacts.load_complete(cfg, tmp_path / "b")
+    assert b is not None and (other / "generator.pt").read_bytes() == (res.run_dir / "generator.pt").read_bytes()
+    # a copy whose sha256 is not the run's stays where it is
+    (other / "generator.pt").unlink()
+    env = json.loads((other / "env.json").read_text())
+    env["weights_sha256"]["generator.pt"] = "0" * 64
+    (other / "env.json").write_text(json.dumps(env))
+    artifacts.load_complete(cfg, tmp_path / "b")
+    assert not (other / "generator.pt").exists()

@@ -244,12 +244,21 @@ def restore_weights(cfg: RunConfig, d: Path, env: dict, results_dir: Path | str 
     """Put back weight files missing from a finished run folder from the store, when the store's copy is the one
     the run wrote (its sha256 is in env.json; runs from before this record are taken as they are)."""
     for name in WEIGHT_FILES:
-        kept = kept_weights_path(cfg, name, results_dir)
-        if (d / name).exists() or not kept.exists():
+        if (d / name).exists():
             continue
+        own = kept_weights_path(cfg, name, results_dir)
         want = (env.get("weights_sha256") or {}).get(name)
-        if want is None or sha256_file(kept) == want:
-            atomic_write_bytes(d / name, kept.read_bytes())
+        if want is None:
+            if own.exists():
+                atomic_write_bytes(d / name, own.read_bytes())
+            continue
+        # A copy kept for another results folder (another clone or work tree of the project) is the run's own
+        # too when its sha256 is the one the run recorded; the own folder's copy is tried first.
+        others = sorted(own.parent.glob(f"{cfg.experiment}-{cfg.hash}-*-{name}"))
+        for kept in [own] + [k for k in others if k != own]:
+            if kept.exists() and sha256_file(kept) == want:
+                atomic_write_bytes(d / name, kept.read_bytes())
+                break
 
 
 def sha256_file(path: Path) -> str:
