@@ -96,14 +96,14 @@ report.generator_notes(runs["E-generator"][0])
 report.sampling_modes_table(runs["E-generator"])
 
 # %% [markdown]
-# The same comparison on one run cut to 2,000 of the report's 50,000 steps, trained on the chapter's dataset
-# with the protocol's FD-cls feature network (`python -m cifar_nb run E-generator --steps 2000 --dataset
+# The same comparison on one run cut to 1,000 of the report's 50,000 steps, trained on the chapter's dataset
+# with the protocol's FD-cls feature network (`python -m cifar_nb run E-generator --steps 1000 --dataset
 # cifar10-jpeg`, then `score` in each mode). It is a reduced budget, labelled as such: it measures how far
 # the mode alone moves FD-cls and KID at one checkpoint, not how good the model is; the last column is that
 # difference.
 
 # %% tags=["full-width"]
-report.sampling_modes_table(report.reduced_runs(P, "E-generator", 2_000))
+report.sampling_modes_table(report.reduced_runs(P, "E-generator", 1_000))
 
 # %% [markdown]
 # ## Samples
