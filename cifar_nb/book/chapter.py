@@ -84,5 +84,5 @@ def show_image(path, max_side: int = 900):
         f = max_side / max(im.size)
         im = im.resize((round(im.width * f), round(im.height * f)), PILImage.LANCZOS)
     buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=75, optimize=True)
+    im.save(buf, format="JPEG", quality=60, optimize=True)   # the committed notebooks must stay small
     return Image(data=buf.getvalue(), format="jpeg")

@@ -359,7 +359,7 @@ def beside_real_cifar100(P: Params, result: RunResult, n: int = 32):
     png = io.BytesIO()
     fig.savefig(png, format="png")
     buf = io.BytesIO()            # a JPEG keeps the committed notebook small (noise-like samples do not compress)
-    PILImage.open(png).convert("RGB").save(buf, format="JPEG", quality=65, optimize=True)
+    PILImage.open(png).convert("RGB").save(buf, format="JPEG", quality=55, optimize=True)
     return Image(data=buf.getvalue(), format="jpeg")
 
 
