@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from cifar_nb import experiments
 from cifar_nb.engine import data
 from cifar_nb.engine.artifacts import device_name
+from cifar_nb.engine.augment import flip_probability
 from cifar_nb.engine.runtime import Runtime, default_runtime
 from cifar_nb.engine.train.classifier import Loop
 from cifar_nb.engine.train.optim import build_optimizer, build_scheduler
@@ -64,8 +65,8 @@ def pil_transform(spec: dict, info):
         crop = v2.RandomCrop(info.image_size, padding=spec["crop"],
                              padding_mode="reflect" if spec.get("pad_mode") == "reflect" else "constant")
         ts.append(v2.RandomApply([crop], p=spec.get("crop_p", 1.0)))
-    if spec.get("hflip"):
-        ts.append(v2.RandomHorizontalFlip(spec["hflip"]))
+    if spec.get("hflip") and flip_probability(spec["hflip"], info):     # "auto": only where a mirror keeps the label
+        ts.append(v2.RandomHorizontalFlip(flip_probability(spec["hflip"], info)))
     if spec.get("vflip"):
         ts.append(v2.RandomVerticalFlip(spec["vflip"]))
     ts += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]

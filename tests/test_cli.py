@@ -131,7 +131,7 @@ def _run_cli(args, capsys):
     (["run", "A-classifier", "--device", "cuda:x"], "device 'cuda:x'"),
     (["run", "A-classifier", "--seed", "-1"], "negative"),
     (["run", "A-classifier", "--seeds", "0", "-3"], "negative"),
-    (["run", "A-classifier", "--batch-size", "0"], "positive whole number"),
+    (["run", "A-classifier", "--batch-size", "0"], "batch_size must be a positive integer"),
     (["run", "Z-classifier"], "unknown experiment"),
     (["queue", "run", "--device", "tpu"], "device 'tpu'"),
     (["queue", "run", "--device", "cpu", "--only", "Z-classifier"], "does not hold"),
