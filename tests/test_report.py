@@ -477,3 +477,10 @@ def test_a_partly_finished_chapter_takes_the_full_budget_runs_on_its_own_preview
         fake_run(tmp_path, c, {"test_acc": 0.9})
     p = execute.from_results("beyond_the_reports", "cpu", tmp_path)
     assert p["preview"] and p["dataset"] == "cifar10-jpeg" and p["full_budget"] == {"ours-classifier": [0]}
+    # the chapter's previews stay the runs `make preview` made: a full-budget part does not change their batch
+    exps = list(execute.EXPERIMENTS["beyond_the_reports"])
+    mixed = params.validate_parameters(exps, results_dir=tmp_path, **{k: v for k, v in p.items() if k != "results_dir"})
+    plain = params.validate_parameters(exps, results_dir=tmp_path, **{k: v for k, v in execute.parameters(
+        "beyond_the_reports", True, "cpu").items() if k != "results_dir"})
+    for n in ("ours-generator", "C-generator"):
+        assert [c.hash for c in mixed.configs(n)] == [c.hash for c in plain.configs(n)], n

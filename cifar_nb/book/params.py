@@ -81,7 +81,7 @@ class Params:
         their batch (report B's sigmoid schedule at 256 and at 128) stay two runs."""
         if not (self.preview and self.batch_size):
             return self.batch_size
-        lead = max(experiments.get(n).config.batch_size for n in self.experiments if n not in self.full_budget)
+        lead = max(experiments.get(n).config.batch_size for n in self.experiments)
         return max(1, self.batch_size * experiments.get(name).config.batch_size // lead)
 
     def configs(self, name: str) -> list[RunConfig]:
