@@ -15,7 +15,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cifar_nb"
 SPEC = {"config", "budget", "experiments", "ablations", "models"}
-CLI = {"cli", "__main__"}
+CLI = {"cli", "flags", "__main__"}
 # what a function may import: heavy, optional or display-only libraries, which a plain `import cifar_nb` should not load
 LAZY_OK = {"torch_fidelity", "lpips", "optuna", "papermill", "nbformat", "jupytext", "IPython", "matplotlib",
            "matplotlib_inline", "sqlalchemy"}
