@@ -104,7 +104,21 @@ class Discriminator(nn.Sequential):
         return super().forward(x).flatten()
 
 
-class DCGAN(nn.Module):
+class LatentGAN(nn.Module):
+    """A GAN's G and D held in one module (so the budget counts both), sampled through G from standard normal
+    latents of size `self.latent_dim`; DCGAN and ours_gan.OursGAN build their own pair."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n images in [-1, 1] from standard normal latents (on the model's device)."""
+        device = next(self.parameters()).device
+        return self.generator(torch.randn(n, self.latent_dim, generator=generator, device=device))
+
+
+class DCGAN(LatentGAN):
     """G + D. `num_classes` is accepted (every model takes it) and ignored: these GANs are unconditional."""
 
     def __init__(self, num_classes: int = 100, image_size: int = 32, in_channels: int = 3,
@@ -122,11 +136,3 @@ class DCGAN(nn.Module):
         self.discriminator = Discriminator(widths[::-1], in_channels, d_first_bn)
         self.apply(init_weights)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(z)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images in [-1, 1] from standard normal latents (on the model's device)."""
-        device = next(self.parameters()).device
-        return self.generator(torch.randn(n, self.latent_dim, generator=generator, device=device))

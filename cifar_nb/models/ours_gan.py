@@ -49,7 +49,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from cifar_nb.models.dcgan import init_weights
+from cifar_nb.models.dcgan import LatentGAN, init_weights
 
 
 class Generator(nn.Module):
@@ -91,7 +91,7 @@ class Discriminator(nn.Module):
         return self.linear(self.body(x).sum(dim=(2, 3))).flatten()
 
 
-class OursGAN(nn.Module):
+class OursGAN(LatentGAN):
     """G + D. `num_classes` is accepted (every model takes it) and ignored: this GAN is unconditional."""
 
     def __init__(self, num_classes: int = 100, image_size: int = 32, in_channels: int = 3, latent_dim: int = 128,
@@ -105,12 +105,3 @@ class OursGAN(nn.Module):
         self.generator.apply(init_weights)                   # DCGAN's N(0, 0.02) for G (D: spectral norm's own)
         nn.init.normal_(self.generator.project.weight, 0.0, 0.02)
         self.discriminator = Discriminator(d_widths, in_channels)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(z)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images in [-1, 1] from standard normal latents (on the model's device)."""
-        device = next(self.parameters()).device
-        return self.generator(torch.randn(n, self.latent_dim, generator=generator, device=device))
