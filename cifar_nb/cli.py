@@ -36,7 +36,7 @@ from cifar_nb.budget import BudgetError
 from cifar_nb.engine import artifacts, queue, runs, search
 from cifar_nb.engine.data import DATA_ROOT_RULES, DataError, cache_dir, check, locate_data_root
 from cifar_nb.engine.lease import main as lease_main
-from cifar_nb.engine.runtime import resolve_device as to_device
+from cifar_nb.engine.runtime import default_runtime, resolve_device as to_device
 from cifar_nb.flags import add_config_flags, config_from_flags, non_negative_int, positive_int, positive_int_named
 
 
@@ -135,7 +135,8 @@ def cmd_run(args) -> int:
     for seed in seeds:
         try:
             res = runs.run(cfg.replace(seed=seed), device=device, data_root=args.data_root,
-                           results_dir=args.results_dir, force=args.force, time_limit_s=args.time_limit)
+                           results_dir=args.results_dir, force=args.force, time_limit_s=args.time_limit,
+                           runtime=default_runtime(cfg.model, device, fp32=True) if args.fp32 else None)
         except (BudgetError, DataError, artifacts.RunCorrupt) as e:
             raise SystemExit(f"error: {e}")
         except runs.RunInterrupted as e:
@@ -326,6 +327,8 @@ def _main(argv: list[str] | None = None) -> int:
     q.add_argument("--results-dir", help="where artifacts go (default: results/ or $CIFAR_NB_RESULTS)")
     q.add_argument("--time-limit", type=float, help="checkpoint and stop after this many seconds")
     q.add_argument("--force", action="store_true", help="retrain even if finished artifacts exist")
+    q.add_argument("--fp32", action="store_true", help="plain fp32 eager, no bf16/channels_last/compile (a runtime "
+                                                       "setting: same config hash, same results folder)")
     q.set_defaults(fn=cmd_run)
 
     q = sub.add_parser("score", help="score a finished generator again from its weights (FD-cls, KID, FID where "
