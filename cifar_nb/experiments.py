@@ -76,6 +76,11 @@ class Experiment:
     claimed_params: int | None
     claims: list[Claim] = field(default_factory=list)
     notes: str = ""
+    # A GAN's claims are read in the sampling mode the report's own code most likely used (issue 21): "train"
+    # (BatchNorm on each batch's statistics) where the report follows the PyTorch DCGAN tutorial, which never
+    # calls netG.eval(); "eval" (running statistics) otherwise. Where that mode has not been scored yet, the
+    # audit falls back to the mode the run was scored in at training time, and says so.
+    sampling_mode: str = "eval"
 
     @property
     def kind(self) -> str:
@@ -107,7 +112,7 @@ class Experiment:
             "report_file": REPORT_FILES.get(self.report), "report_title": REPORT_TITLES.get(self.report, OURS_LABEL),
             "claims": [dict(metric=c.metric, value=c.value, std=c.std, source=c.source(self.report))
                        for c in self.claims],
-            "config": cfg.to_dict(), "notes": self.notes,
+            "config": cfg.to_dict(), "notes": self.notes, "sampling_mode": self.sampling_mode,
         }
 
 
@@ -264,6 +269,7 @@ register(Experiment(
     claims=[Claim("fid", 31.56, None, "§5 Results"), Claim("lpips_nn", 0.146, None, "§5 Results")],
     notes="The report's own count, 1,000,052, is 52 parameters over the 1,000,000 budget; ours fits "
           "(998,170: the DCGAN tutorial's network at width 23, its widest G and D layers pruned to 181).",
+    sampling_mode="train",
 ))
 register(Experiment(
     "C-generator", "C", "DCGAN, 5-layer symmetric, latent 128",
@@ -278,6 +284,7 @@ register(Experiment(
     claims=[Claim("fid", 61.047, None, "§5 Results (49,998 steps)")],
     notes="Four (transposed) convolutions per side match the report's 595,840 parameters exactly; the "
           "report calls the network five-layer. Its augmentation is unspecified: horizontal flips assumed.",
+    sampling_mode="train",
 ))
 register(Experiment(
     "E-generator", "E", "DCGAN at 32x32, latent 110, base width 44",
@@ -292,6 +299,7 @@ register(Experiment(
           "and base width 44. No network whose widths are multiples of 44 can have 998,553 parameters "
           "(every such count is 0, 1, 3 or 4 mod 11; 998,553 is 6 mod 11), so the report's network has a "
           "layer it does not describe. The noisy-label fraction (10%) is our reading of 'noisy labels'.",
+    sampling_mode="train",
 ))
 _DDPM = RunConfig(experiment="B-generator", kind="diffusion", model="unet_ddpm", steps=50_000, batch_size=256,
                   optimizer={"name": "adam", "lr": 0.003},

@@ -99,10 +99,12 @@ report.generator_notes(runs["A-generator"][0])
 #
 # Report A does not say in which mode its generator sampled. It builds on LabML's annotated DCGAN, whose
 # sampling we have not checked; the DCGAN tutorials such code descends from never switch G to eval mode, so
-# train mode (each batch's own BatchNorm statistics) is the more likely. Our scores above use eval mode
-# (running statistics), where an image depends on its latent alone. The table scores the same weights both
-# ways; a difference larger than the spread between seeds would mean that the mode, not the model, decides a
-# verdict.
+# train mode (each batch's own BatchNorm statistics) is the more likely, and the book reads report A's claims in
+# that mode: the scores table above takes each run's train-mode scores wherever they have been computed from
+# the saved weights, and its sampling-mode column says which mode every number is in. Training itself scores in
+# eval mode (running statistics), where an image depends on its latent alone. The table below scores the same
+# weights both ways; a difference larger than the spread between seeds would mean that the mode, not the
+# model, decides a verdict.
 
 # %% tags=["full-width"]
 report.sampling_modes_table(runs["A-generator"])

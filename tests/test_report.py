@@ -446,6 +446,38 @@ def test_the_sampling_mode_table_sets_train_mode_beside_eval_mode(tmp_path):
     assert "44.5" in t.column("FD-cls, train mode")[1] and not t.note
 
 
+def test_generator_claims_are_read_in_the_reports_sampling_mode_once_it_is_scored(tmp_path):
+    """Report C follows the DCGAN tutorial (train-mode sampling): its FID claim, the generator table and the
+    leaderboard read the train-mode scores where they exist, and say which mode every number is in."""
+    exp = experiments.get("C-generator")
+    assert exp.sampling_mode == "train" and experiments.get("ours-generator").sampling_mode == "eval"
+    claim = next(c for c in exp.claims if c.metric == "fid")
+    rs = [fake_run(tmp_path, exp.config.replace(seed=s), {"fd_cls": 40.0 + s, "kid_mean": 0.01, "fid": 90.0,
+                                                         "fd_cls_samples": 10_000, "sampling_mode": "eval"})
+          for s in (0, 1)]
+    P = params.validate_parameters(["C-generator"], results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
+    t = report.generator_table(P, {"C-generator": rs})
+    assert t.column("sampling mode") == ["eval (the report's: train, not scored yet)"]
+    assert "--sampling-mode train" in t.note
+    assert audit.claim_stats(exp, claim, rs)["mean"] == 90.0
+    assert audit.verdict(exp, claim, rs)[0] == audit.NOT_REPRODUCED
+    for r, fid in zip(rs, (61.0, 62.0)):       # both seeds scored in train mode, FID within 10 % of 61.047
+        out = r.run_dir / "scored" / "10000-samples-train-mode"
+        out.mkdir(parents=True)
+        (out / "scores.json").write_text(json.dumps({"fd_cls": 33.0, "kid_mean": 0.02, "fid": fid,
+                                                     "sampling_mode": "train"}))
+    t = report.generator_table(P, {"C-generator": rs})
+    assert t.column("sampling mode") == ["train"] and "33.00" in t.column("FD-cls ours (substitute, not FID)")[0]
+    assert audit.claim_stats(exp, claim, rs)["mean"] == 61.5
+    assert audit.verdict(exp, claim, rs)[0] == audit.REPRODUCED       # eval mode's 90 would not be
+    assert [r.metrics["fd_cls"] for r in rs] == [40.0, 41.0]          # the runs themselves are untouched
+    # one seed scored, one not: the table names both modes rather than mixing them silently
+    (rs[1].run_dir / "scored" / "10000-samples-train-mode" / "scores.json").unlink()
+    assert report.generator_table(P, {"C-generator": rs}).column("sampling mode")[0].startswith("eval, train")
+    # asking for the mode a run was scored in at training time gives the run back as it is
+    assert audit.scored_in_mode(rs[0], "eval") is rs[0]
+
+
 def test_a_reduced_budget_sampling_mode_check_is_found_and_labelled(tmp_path):
     """The chapter's sampling-mode check at a reduced budget: reduced_runs finds the run the CLI makes
     (`run C-generator --steps 2000 --dataset cifar10-jpeg`), and the table says the budget is reduced."""

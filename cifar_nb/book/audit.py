@@ -12,6 +12,7 @@ Nothing here displays anything: cifar_nb.book.report turns these rows into the b
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -142,9 +143,46 @@ def rules_broken(exp: experiments.Experiment) -> str:
     return ""
 
 
+# What a sampling mode's score replaces in a run's metrics: everything computed from the generated images.
+MODE_SCORES = ("fd_cls", "kid_mean", "kid_std", "fid", "lpips_nn", "nn_pixel_mean", "sampling_mode")
+
+
+def scored_in_mode(result: RunResult, mode: str) -> RunResult:
+    """`result` with its generated-image scores as `python -m cifar_nb score --sampling-mode <mode>` measured them
+    from the same weights and sample count; unchanged when it was scored in `mode` at training time, when that
+    score does not exist yet, or when it is not a generator."""
+    m = result.metrics
+    if "sampling_mode" not in m or m["sampling_mode"] == mode:
+        return result
+    n = m.get("fd_cls_samples") or result.config.train.get("fid_samples", 10_000)
+    path = result.run_dir / "scored" / (f"{n}-samples" + ("" if mode == "eval" else f"-{mode}-mode")) / "scores.json"
+    if not path.exists():
+        return result
+    scores = json.loads(path.read_text())
+    return dataclasses.replace(result, metrics={**m, **{k: scores.get(k) for k in MODE_SCORES}})
+
+
+def in_report_mode(exp: experiments.Experiment, results: list[RunResult]) -> list[RunResult]:
+    """The runs as the report's claims are read: each generator in the sampling mode the report most likely
+    used (Experiment.sampling_mode) wherever that score exists."""
+    return [scored_in_mode(r, exp.sampling_mode) for r in results]
+
+
+def modes_used(results: list[RunResult]) -> str:
+    """"train", "eval", or "eval, train" ... : the sampling modes behind a set of generator scores."""
+    return ", ".join(sorted({str(r.metrics.get("sampling_mode", "eval")) for r in results})) or "—"
+
+
+def claim_stats(exp: experiments.Experiment, claim: experiments.Claim, results: list[RunResult]) -> dict:
+    """Our mean ± std for a claim's metric, in the report's sampling mode (artifacts.aggregate's dict)."""
+    return artifacts.aggregate(in_report_mode(exp, results), claim.metric)
+
+
 def verdict(exp: experiments.Experiment, claim: experiments.Claim, results: list[RunResult],
             data_root=None) -> tuple[str, str]:
-    """(verdict, why) for one claim against our runs of the same experiment (one config, many seeds)."""
+    """(verdict, why) for one claim against our runs of the same experiment (one config, many seeds), generators
+    read in the report's sampling mode where it has been scored (in_report_mode)."""
+    results = in_report_mode(exp, results)
     if not results:
         return UNMEASURABLE, "not run yet: no finished runs in results/"
     cfg = results[0].config
@@ -222,7 +260,7 @@ def leaderboard_rows(results_dir=None) -> list[dict]:
             v, why = verdict(exp, claim, rs)
         if broken:
             v, why = BREAKS_RULES, broken + (f"; {claim.metric}: {v}, {why}" if claim else "")
-        st = artifacts.aggregate(rs, claim.metric) if claim else {"mean": None, "std": None, "n": 0}
+        st = claim_stats(exp, claim, rs) if claim else {"mean": None, "std": None, "n": 0}
         rows.append(dict(
             experiment=n, report=exp.report, kind=exp.kind, title=exp.title,
             params=n_params(n, rs) if rs else None, claimed_params=exp.claimed_params,

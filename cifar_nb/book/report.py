@@ -23,13 +23,16 @@ from cifar_nb.book.audit import (
     UNMEASURABLE,
     VERDICTS,
     best_group,
+    claim_stats,
     dataset_label,
     fmt,
     fmt_int,
     fmt_kid,
+    in_report_mode,
     leaderboard_rows,
     metric_family,
     metric_name,
+    modes_used,
     n_params,
     rules_broken,
     verdict,
@@ -112,7 +115,7 @@ def claims_table(P: Params, results: dict[str, list[RunResult]], metrics: list[s
         for c in exp.claims:
             if metrics and c.metric not in metrics:
                 continue
-            st = artifacts.aggregate(rs, c.metric)
+            st = claim_stats(exp, c, rs)
             ours = fmt(c.metric, st["mean"], st["std"]) if st["mean"] is not None else "not measured here"
             v, why = verdict(exp, c, rs, P.data_root)
             rows.append([n, metric_name(c.metric), fmt(c.metric, c.value, c.std), f"{ours} (n={st['n']})",
@@ -138,33 +141,46 @@ def fid_command(name: str) -> str:
     """The command that puts FID on a generator already trained on CIFAR-100, from its saved weights and
     without retraining (runs.score); a run trained with both present gets FID at its end anyway. Three lines,
     so that a page shows it whole."""
-    return (f"python -m cifar_nb score {name} --seed 0 \\\n"
+    mode = " --sampling-mode train" if experiments.get(name).sampling_mode == "train" else ""
+    return (f"python -m cifar_nb score {name} --seed 0{mode} \\\n"
             "    --fid-weights <path to weights-inception-2015-12-05-6726825d.pth> \\\n"
             "    --data-root <folder holding cifar-100-python/>")
 
 
 def generator_table(P: Params, results: dict[str, list[RunResult]]) -> Table:
-    """FID as claimed beside what we can measure: FD-cls and KID, clearly labelled as substitutes."""
-    rows = []
+    """FID as claimed beside what we can measure: FD-cls and KID, clearly labelled as substitutes, each
+    generator's scores in the sampling mode its report most likely used wherever that mode has been scored."""
+    rows, fallback = [], []
     for n, rs in results.items():
         exp = experiments.get(n)
+        rs = in_report_mode(exp, rs)
         fid_claim = next((c for c in exp.claims if c.metric == "fid"), None)
         fid = artifacts.aggregate(rs, "fid")
         fid_ours = fmt("fid", fid["mean"], fid["std"]) if fid["mean"] is not None else "not measured here"
         fd = artifacts.aggregate(rs, "fd_cls")
         kid = artifacts.aggregate(rs, "kid_mean")
+        mode = modes_used(rs) if rs else "—"
+        if rs and mode != exp.sampling_mode:
+            fallback.append(n)
+            mode += f" (the report's: {exp.sampling_mode}, not scored yet)"
         rows.append([n, fmt("fid", fid_claim.value) if fid_claim else "—", fid_ours,
-                     fmt("fd_cls", fd["mean"], fd["std"]), fmt_kid(kid["mean"], kid["std"]), str(len(rs))])
+                     fmt("fd_cls", fd["mean"], fd["std"]), fmt_kid(kid["mean"], kid["std"]), mode, str(len(rs))])
     unmeasured = [n for n, rs in results.items() if artifacts.aggregate(rs, "fid")["mean"] is None]
-    caption = ("Generators: mean ± sample std (ddof=1) over seeds. " + KID_SCALE_NOTE)
+    caption = ("Generators: mean ± sample std (ddof=1) over seeds, in the sampling mode named (train: G's "
+               "BatchNorm on each batch's statistics, as the DCGAN tutorial samples; eval: running statistics). "
+               + KID_SCALE_NOTE)
     note = ""
     if unmeasured:
         caption += (" FID needs a generator trained on CIFAR-100, the CIFAR-100 test set and torch-fidelity's "
                     "Inception weights; where all three exist it is measured, without retraining, by the command "
                     "under the table" + (" (likewise for the other experiments)." if len(unmeasured) > 1 else "."))
         note = f"```bash\n{fid_command(unmeasured[0])}\n```"
+    if fallback:
+        note += ("\n\n" if note else "") + (
+            f"The report's sampling mode is not scored yet for {', '.join(fallback)}: "
+            f"`python -m cifar_nb score {fallback[0]} --seed 0 --sampling-mode train` scores it from the saved weights.")
     return Table(["experiment", "FID claimed", "FID ours", "FD-cls ours (substitute, not FID)",
-                  KID_COLUMN, "seeds"], rows, caption=caption, note=note)
+                  KID_COLUMN, "sampling mode", "seeds"], rows, caption=caption, note=note)
 
 
 def reduced_runs(P: Params, name: str, steps: int, seeds=(0,)) -> list[RunResult]:
@@ -241,9 +257,9 @@ def claim_rows(P: Params, results: dict[str, list[RunResult]], family: str = "ac
         for c in experiments.get(n).claims:
             if metric_family(c.metric) != family:
                 continue
-            st = artifacts.aggregate(rs, c.metric)
-            mul = lambda v: None if v is None else v * scale
             exp = experiments.get(n)
+            st = claim_stats(exp, c, rs)
+            mul = lambda v: None if v is None else v * scale
             ours_ds = rs[0].config.dataset if rs else None
             rows.append(dict(label=f"{n}: {metric_name(c.metric)}", claim=mul(c.value), claim_std=mul(c.std),
                              ours=mul(st["mean"]), ours_std=mul(st["std"]),
@@ -301,7 +317,7 @@ def all_claims(results_dir=None) -> Table:
     for n, exp in experiments.REGISTRY.items():
         rs = best_group(n, results_dir)
         for c in exp.claims:
-            st = artifacts.aggregate(rs, c.metric)
+            st = claim_stats(exp, c, rs)
             v, why = verdict(exp, c, rs)
             ours = fmt(c.metric, st["mean"], st["std"]) + f" (n={st['n']})" if st["mean"] is not None else "—"
             rows.append([n, metric_name(c.metric), fmt(c.metric, c.value, c.std), ours, f"**{v}**: {why}",
@@ -316,7 +332,7 @@ def ablation_table(P: Params, results: dict[str, list[RunResult]], names: list[s
         exp, rs = experiments.get(n), results.get(n, [])
         cells = []
         for c in exp.claims:
-            st = artifacts.aggregate(rs, c.metric)
+            st = claim_stats(exp, c, rs)
             ours = fmt(c.metric, st["mean"], st["std"]) if st["mean"] is not None else "—"
             cells.append(f"{fmt(c.metric, c.value, c.std)} / {ours} (**{verdict(exp, c, rs, P.data_root)[0]}**)")
         change = exp.title.split(": ", 1)[-1]
