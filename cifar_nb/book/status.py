@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cifar_nb import experiments
 from cifar_nb.book.audit import best_group, dataset_label, leaderboard_rows, runs_on_disk
+from cifar_nb.book.speed import speed_markdown
 from cifar_nb.config import PREVIEW_STEPS
 from cifar_nb.engine.artifacts import atomic_write_text
 from cifar_nb.engine.evaluate import features
@@ -120,11 +121,12 @@ def runtime_markdown(results_dir=None) -> str:
 
 def write(path: Path, results_dir=None) -> Path:
     """The status table at `path`, the one-line status beside it (<stem>_line.md), the methods page's
-    FD-cls paragraph (_fd_cls_protocol.md) and its table of run settings (_runtimes.md), every number from
-    artifacts or configs."""
+    FD-cls paragraph (_fd_cls_protocol.md), its table of run settings (_runtimes.md) and its speed tables
+    (_speed.md, from benchmarks/results/), every number from artifacts, benchmark files or configs."""
     path = Path(path)
     atomic_write_text(path.with_name("_runtimes.md"), runtime_markdown(results_dir))
     atomic_write_text(path, status_markdown(results_dir))
     atomic_write_text(path.with_name(path.stem + "_line.md"), status_sentence(results_dir))
     atomic_write_text(path.with_name("_fd_cls_protocol.md"), fd_cls_protocol())
+    atomic_write_text(path.with_name("_speed.md"), speed_markdown())
     return path

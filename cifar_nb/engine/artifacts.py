@@ -143,7 +143,8 @@ def _parse(v: str):
 # What the code writes, not what it is: a change here does not make the code that wrote it "+dirty"
 # (otherwise the second notebook of an execution, or the second run of a queue, would be marked dirty by
 # the first one's output).
-GENERATED = ("results", "book/*.ipynb", "book/_status*.md", "book/_runtimes.md", "book/_fd_cls_protocol.md")
+GENERATED = ("results", "book/*.ipynb", "book/_status*.md", "book/_runtimes.md", "book/_fd_cls_protocol.md",
+             "book/_speed.md")
 
 
 def git_commit(where: Path | str | None = None) -> str:
