@@ -40,7 +40,9 @@ from cifar_nb.engine.train.optim import build_optimizer, build_scheduler
 from cifar_nb.models import build_for_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_EXPERIMENTS = ("A-classifier", "B-classifier", "C-classifier", "E-classifier")
+# every classifier network of the book (the B ablations share B's network)
+DEFAULT_EXPERIMENTS = ("A-classifier", "B-classifier", "C-classifier", "D-search-inbudget", "E-classifier",
+                       "ours-classifier")
 
 
 def pil_transform(spec: dict, info):

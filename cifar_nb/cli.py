@@ -174,7 +174,8 @@ def cmd_score(args) -> int:
     cfg = config_from_flags(exp, args).replace(seed=args.seed)
     scores = runs.score(cfg, device=resolve_device(args.device), data_root=args.data_root,
                         results_dir=args.results_dir, n_samples=args.samples, fid_weights=args.fid_weights,
-                        sampling_mode=args.sampling_mode)
+                        sampling_mode=args.sampling_mode,
+                        runtime=default_runtime(cfg.model, resolve_device(args.device), fp32=True) if args.fp32 else None)
     shown = {k: v for k, v in scores.items() if isinstance(v, (int, float, str)) or v is None}
     print(json.dumps(shown, indent=2, sort_keys=True))
     return 0
@@ -342,6 +343,7 @@ def _main(argv: list[str] | None = None) -> int:
     q.add_argument("--sampling-mode", choices=["eval", "train"], default="eval",
                    help="GANs: BatchNorm with running statistics (eval, ours) or each batch's own (train, as the "
                         "DCGAN tutorial samples)")
+    q.add_argument("--fp32", action="store_true", help="sample in plain fp32 eager (default: the measured fast path)")
     q.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
     q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
     q.add_argument("--results-dir", help="where the run's artifacts are (default: results/ or $CIFAR_NB_RESULTS)")

@@ -13,6 +13,7 @@ from cifar_nb.budget import count_params
 from cifar_nb.config import RunConfig
 from cifar_nb.engine import artifacts, runs
 from cifar_nb.engine.runs import RunInterrupted
+from cifar_nb.engine.runtime import Runtime
 from cifar_nb.engine.train import diffusion as trainer
 from cifar_nb.models import create_model
 from cifar_nb.models.ddpm_schedule import Diffusion, make_betas, respaced
@@ -214,3 +215,46 @@ def test_bad_train_keys_are_refused(tiny_data, fake_eval, tmp_path):
         runs.run(tiny_cfg(train={"timestep": 20}), results_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="no augment spec"):
         runs.run(tiny_cfg(augment={"hflip": 0.5}), results_dir=tmp_path, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# runtimes (cifar_nb.engine.runtime): training autocasts on the CPU too; sampling stays float32
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_the_step_runs_under_the_runtime_and_the_loss_stays_fp32(amp, tiny_data):
+    rt = Runtime(amp=amp, channels_last=True)
+    s = trainer.setup(tiny_cfg(), tiny_data.info, torch.device("cpu"), rt)
+    seen = []
+    s.model.register_forward_hook(lambda m, i, out: seen.append(out))
+    loss = trainer.train_step(s, tiny_data.images[:8], tiny_data.labels[:8], 0, torch.Generator().manual_seed(0))
+    assert s.runtime == rt and loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert seen[0].dtype == (torch.bfloat16 if amp else torch.float32)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_sampling_drops_amp_and_matches_fp32():
+    torch.manual_seed(0)
+    m = create_model("unet_ddpm", num_classes=10, **TINY)
+    seen = []
+    m.register_forward_hook(lambda mod, i, out: seen.append(out.dtype))
+    args = (m, Diffusion.named("sigmoid", 20), 10, (3, 32, 32), "cpu", 4, 3)
+    bf16 = trainer.DDPMGenerator(*args, runtime=Runtime(amp=True))
+    fp32 = trainer.DDPMGenerator(*args, runtime=Runtime())
+    assert not bf16.runtime.amp
+    z, y = bf16.sample_latents(5, torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 3, 9])
+    assert torch.equal(bf16.decode(z, y, seed=7), fp32.decode(z, y, seed=7))
+    assert set(seen) == {torch.float32}
+
+
+@pytest.mark.slow
+def test_a_checkpoint_resumes_under_another_runtime(tiny_data, fake_eval, tmp_path):
+    cfg = tiny_cfg()
+    with pytest.raises(RunInterrupted):
+        runs.run(cfg, results_dir=tmp_path, progress=False, stop_at_step=7, runtime=Runtime())
+    res = runs.run(cfg, results_dir=tmp_path, progress=False, runtime=Runtime(amp=True, channels_last=True))
+    assert [r["step"] for r in res.history] == [4, 8, 12] and all(np.isfinite(r["loss"]) for r in res.history)
+    assert res.env["runtime"]["precision"] == "bf16-autocast" and res.env["runtime"]["channels_last"]
+    assert -1 <= res.metrics["sample_min"] < res.metrics["sample_max"] <= 1
+    h = trainer.load_handle(cfg, res.run_dir / "generator.pt", "cpu", runtime=Runtime(amp=True, channels_last=True))
+    assert h.runtime == Runtime(channels_last=True)
+    assert h.decode(h.sample_latents(3, torch.Generator().manual_seed(0)), None, seed=0).abs().max() <= 1

@@ -368,8 +368,8 @@ def test_ours_generator_samples_and_saves_its_ema(tiny_data, fake_eval, tmp_path
     # and re-scoring from the saved weights (runs.score, the queue's train-mode scoring) samples it too
     handle = gan.load_handle(cfg, res.run_dir / "generator.pt", "cpu")
     z = torch.randn(4, handle.latent_shape[0])
-    with torch.no_grad():
-        assert torch.equal(handle.decode(z), seen["G"](z).clamp(-1, 1))
+    with torch.no_grad(), handle.runtime.autocast("cpu"):     # the same runtime as the handle's decode
+        assert torch.equal(handle.decode(z), seen["G"](z).float().clamp(-1, 1))
 
 
 def test_ours_generator_resumes_to_the_same_weights(tiny_data, fake_eval, tmp_path):

@@ -14,7 +14,7 @@ from test_gan import E_TRICKS, tiny_data  # noqa: F401  (tiny_data is a fixture)
 from test_gan import tiny_cfg as tiny_gan
 
 from cifar_nb import cli
-from cifar_nb.engine import artifacts, runs
+from cifar_nb.engine import artifacts, runs, runtime
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +45,12 @@ def test_scoring_twice_gives_the_training_scores_and_leaves_training_artifacts_a
     assert json.loads((out / "scores.json").read_text())["fd_cls"] == a["fd_cls"]
     assert (out / "samples_random.png").exists()
     assert {f: (res.run_dir / f).read_bytes() for f in TRAINING_FILES} == before
+    # the score records how it sampled, as a training run's env.json records how it trained (a DDPM samples in
+    # fp32 whatever it trained in)
+    assert a["runtime"]["precision"] in ("fp32", "bf16-autocast") and a["runtime"]["threads"] >= 1
+    assert a["runtime"]["channels_last"] == res.env["runtime"]["channels_last"]
+    fp32 = runs.score(cfg, results_dir=tmp_path, progress=False, runtime=runtime.Runtime())
+    assert fp32["runtime"]["precision"] == "fp32" and not fp32["runtime"]["channels_last"]
 
 
 def test_scoring_refuses_clearly_without_a_run_or_its_weights(tiny_data, stub_features, tmp_path, capsys):

@@ -109,6 +109,9 @@ def runtime_markdown(results_dir=None) -> str:
                 if r.config.steps != exp.config.steps:
                     continue
                 rt = r.env.get("runtime") or {}
+                if not rt and r.config.kind != "classifier" and str(r.env.get("device", "")).startswith("cpu"):
+                    # generator code before the runtime options had one CPU path: fp32 eager, one thread per worker
+                    rt = {"precision": "fp32 (not recorded: the generators' only CPU path then)"}
                 yes = lambda k: "—" if k not in rt else ("yes" if rt[k] else "no")
                 lines.append(f"| {name} | {r.config.seed} | {dataset_label(r.config.dataset)[0]} | "
                              f"{_short_device(r.env)} | {rt.get('precision', 'not recorded')} | {yes('compile')} | "

@@ -164,11 +164,12 @@ def feature_net_for(cfg: RunConfig, device="cpu", data_root=None, results_dir=No
 
 
 def score(cfg: RunConfig, device="cpu", data_root=None, results_dir=None, n_samples: int | None = None,
-          fid_weights=None, progress: bool = True, sampling_mode: str = "eval") -> dict:
+          fid_weights=None, progress: bool = True, sampling_mode: str = "eval", runtime=None) -> dict:
     """Score a finished generator run again from its saved weights, without retraining: FD-cls and KID always,
     FID where the Inception weights and the CIFAR-100 test set are here, and the figures. Everything goes to
     <run_dir>/scored/<n>-samples[-train-mode]/ (scores.json last); the training artifacts are never touched.
-    The scoring code is the one training runs at its end (metrics.evaluate_generator)."""
+    The scoring code is the one training runs at its end (metrics.evaluate_generator); `runtime` (precision,
+    layout) defaults to the measured default for the network on `device`, and scores.json records it."""
     if cfg.kind not in GENERATOR_KINDS:
         raise ValueError(f"{cfg.experiment} is a {cfg.kind}, not a generator: only generators are scored")
     res = load_complete(cfg, results_dir)
@@ -181,7 +182,7 @@ def score(cfg: RunConfig, device="cpu", data_root=None, results_dir=None, n_samp
                                 f"(python -m cifar_nb run {cfg.experiment} --seed {cfg.seed} --force), or bring "
                                 "them back from the machine that trained it (python -m cifar_nb lease unpack)")
     device = torch.device(device)
-    handle = train.handle_loader_for(cfg.kind)(cfg, weights, device, sampling_mode)
+    handle = train.handle_loader_for(cfg.kind)(cfg, weights, device, sampling_mode, runtime=runtime)
     n = n_samples or cfg.train.get("fid_samples", 10_000)
     out = res.run_dir / "scored" / (f"{n}-samples" + ("" if sampling_mode == "eval" else f"-{sampling_mode}-mode"))
     feature_net = feature_net_for(cfg, device, data_root, results_dir, progress)
@@ -191,7 +192,8 @@ def score(cfg: RunConfig, device="cpu", data_root=None, results_dir=None, n_samp
                                 batch_size=handle.batch_size)
     scores = dict(scores, run=cfg.hash, experiment=cfg.experiment, seed=cfg.seed, samples=n,
                   generator_sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
-                  scored_with=git_commit(), scored_on=environment_record(device)["date"])
+                  scored_with=git_commit(), scored_on=environment_record(device)["date"],
+                  runtime=handle.runtime.as_record())
     atomic_write_json(out / "scores.json", scores)
     return scores
 

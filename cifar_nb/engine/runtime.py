@@ -3,26 +3,45 @@
 None of this is part of a RunConfig, so it never changes a config hash, and a checkpoint written under one
 setting resumes under another. Each run records the settings it used in its env.json.
 
-The defaults come from measurement (benchmarks/train_speed.py): on CUDA, bf16 autocast with channels_last;
-on a CPU with native bf16 (AVX-512 BF16 or AMX), the fastest combination measured for each model family
-(CPU_FAST); on any other CPU, fp32 eager. Measured on a 2-core AMD EPYC (Zen 3: AVX2, no AVX-512, no BF16),
+The defaults come from measurement (benchmarks/train_speed.py, benchmarks/gen_speed.py): on CUDA, bf16 autocast
+with channels_last; on a CPU with native bf16 (AVX-512 BF16 or AMX), the fastest combination measured for each
+model family (CPU_FAST); on any other CPU, fp32 eager. Measured on a 2-core AMD EPYC (Zen 3: AVX2, no AVX-512, no BF16),
 1 thread, A-classifier at batch 256: fp32 eager 564 ms/step, bf16 autocast 2,883 ms/step (5x slower, emulated),
 and torch.compile aborted the process ("double free or corruption") -- so a bf16 default would be a trap there.
 `CIFAR_NB_PRECISION=fp32` (or `--fp32` on the command line) turns every fast path off anywhere.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from cifar_nb.models import MODELS
+
+# The generators' families, chosen with benchmarks/gen_speed.py's variants on a 2-core AVX-512 BF16 EPYC: 1 thread,
+# each experiment's own batch, 5 timed steps after 2 warm-up (DDPM: 2 after 1), while a queue run and a second
+# benchmark kept the machine busy (load ~3 on 2 cores, so +-20% between repeats). ms/step, repeats split by /:
+#   C-generator     dcgan, batch 128:     fp32 293/396, bf16 148/274/154/179, bf16+cl 180/139/157, bf16+compile 138
+#   E-generator     dcgan, batch 256:     fp32 1068/1033, bf16 709/821/715/696, bf16+cl 591/502/615, bf16+compile 519
+#   A-generator     dcgan 64x64, b. 128:  fp32 832/916, bf16 556/596/600/671, bf16+cl 491/451/489, bf16+compile 541
+#   ours-generator  ours_gan, batch 64:   fp32 365/340, bf16 207/299/192/206, bf16+cl 199/206/200, bf16+compile 187
+#   B-generator     unet_ddpm, batch 256: fp32 54,526, bf16 28,212, bf16+cl 19,405, bf16+compile 15,470 (+6 min compile)
+# bf16 won on every family; channels_last won on every DCGAN repeat, tied on ours_gan and won on the U-Net. compile
+# gained within the noise (or lost: A) and costs minutes of compiling (U-Net ~6, GANs ~1.5) at every start and
+# resume, and again for the sampling graphs, so no default compiles (the U-Net's is the one worth re-measuring
+# on a quiet machine, with bf16+cl+compile, which was not timed).
+GENERATOR_CPU_FAST = {
+    "dcgan": dict(amp=True, channels_last=True, compile=False),
+    "ours_gan": dict(amp=True, channels_last=False, compile=False),
+    "unet_ddpm": dict(amp=True, channels_last=True, compile=False),
+}
 # Fastest measured CPU path per model family on a 2-core AVX-512 BF16 EPYC (issue 19's table: one process,
-# batch 256, best of two), used only where the CPU has native bf16.
+# batch 256, best of two, classifiers; the generators above), used only where the CPU has native bf16.
 # Families not measured yet get bf16 autocast alone, which was the largest single gain on every model measured.
 CPU_FAST = {
+    **GENERATOR_CPU_FAST,
     "resnet_bottleneck": dict(amp=True, channels_last=False, compile=True),
     "dsconv_resnet": dict(amp=True, channels_last=False, compile=True),
     # E-classifier on AddNIST, 1 thread, s/step: fp32+channels_last 0.80, fp32 eager 1.23, bf16+channels_last
@@ -47,6 +66,14 @@ class Runtime:
         d["precision"] = "bf16-autocast" if self.amp else "fp32"
         d["threads"] = self.threads or torch.get_num_threads()
         return d
+
+    def autocast(self, device: torch.device | str):
+        """The forward pass's precision context: bf16 autocast when `amp`, else a no-op."""
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=self.amp)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
 
 def cpu_has_native_bf16() -> bool:
@@ -78,12 +105,10 @@ def default_runtime(model: str, device: torch.device | str, fp32: bool | None = 
     return Runtime(threads=threads, **base)
 
 
-def generator_autocast(device: torch.device):
-    """The GAN and DDPM loops' precision: bf16 autocast on CUDA; nothing on CPU (keeps CPU generator runs exact
-    and deterministic; their CPU fast path is not measured yet, issue 19)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def family_of(model: torch.nn.Module) -> str | None:
+    """The registry name (cifar_nb.models.MODELS) of a built network, which default_runtime's tables are keyed by."""
+    cls = type(model)
+    return next((name for name, target in MODELS.items() if target == f"{cls.__module__}:{cls.__qualname__}"), None)
 
 
 def resolve_device(name: str) -> torch.device:

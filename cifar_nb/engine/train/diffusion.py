@@ -15,10 +15,15 @@ Report B's recipe: epsilon-prediction MSE, T = 1000, sigmoid (or linear) betas, 
                                       in the config, so in its hash (previews: fewer)
     sample_batch          500         images per sampling batch
     log_every             eval_every // 10
-    compile               False       torch.compile the network (CUDA only)
+    compile               False       True: torch.compile the network whatever the runtime says (a runtime
+                                      setting now, kept because it is in old configs' hashes)
     hflip                 0.0         random horizontal flip probability (report B: none)
 
-On CUDA training runs in channels_last with bf16 autocast; sampling stays in float32 (see decode).
+How it runs is the run's Runtime (cifar_nb.engine.runtime; never part of the config): the caller's (ctx.runtime:
+the queue, --fp32, CIFAR_NB_PRECISION=fp32) or the measured default for the model family on the device (on CUDA
+bf16 autocast with channels_last). Training's forward pass runs under its autocast, memory format and compile on
+any device (the MSE is taken in fp32); sampling takes the memory format and compile but stays in float32, network
+included (see decode). A checkpoint resumes under any runtime.
 The noise, timesteps and flips of step s are drawn from a generator seeded by (seed, s), and the data
 order of epoch e from one seeded by (seed, e), so a resumed run needs no RNG state to match an
 uninterrupted one.
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 import torch
@@ -35,7 +41,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from cifar_nb.engine import data as datasets
 from cifar_nb.engine.artifacts import atomic_torch_save
 from cifar_nb.engine.evaluate.generator import evaluate_generator
-from cifar_nb.engine.runtime import generator_autocast as autocast
+from cifar_nb.engine.runtime import Runtime, default_runtime, family_of
 from cifar_nb.engine.train.batches import EpochBatches, mix_seed
 from cifar_nb.engine.train.loop import Steps, run_steps
 from cifar_nb.engine.train.optim import build_optimizer, build_scheduler
@@ -65,6 +71,9 @@ class DDPMGenerator:
     drawn on the sampling device from a generator seeded by `seed`: the same (latents, labels, seed)
     give the same images. There is no discriminator, so `score` is None (evaluation then cherry-picks
     by a classifier's confidence).
+
+    `runtime` (default: the measured default for the model's family on `device`) gives the network's memory
+    format (the model should already be in it; load_handle puts it there) and compile; its amp is dropped (decode).
     """
 
     conditional = True
@@ -72,8 +81,12 @@ class DDPMGenerator:
     sampling_mode = "eval"
 
     def __init__(self, model, diffusion: Diffusion, num_classes: int, image_shape: tuple, device,
-                 sample_steps: int | None = None, batch_size: int = 500, clip_x0: bool = False):
+                 sample_steps: int | None = None, batch_size: int = 500, clip_x0: bool = False,
+                 runtime: Runtime | None = None):
         self.model, self.diffusion, self.num_classes = model.eval(), diffusion, num_classes
+        rt = runtime or default_runtime(family_of(model), device)
+        self.runtime = replace(rt, amp=False)        # float32 sampling, network included: see decode
+        self.net = torch.compile(self.model) if rt.compile else self.model
         self.latent_shape, self.image_size = tuple(image_shape), image_shape[-1]
         self.device, self.sample_steps, self.batch_size = torch.device(device), sample_steps, batch_size
         self.clip_x0 = clip_x0
@@ -99,10 +112,10 @@ class DDPMGenerator:
             labels = torch.randint(0, self.num_classes, (len(latents),), generator=g, device=self.device)
         labels = labels.to(self.device)
         out, t0 = [], time.perf_counter()
-        # float32, not bf16: the sigmoid schedule's first step divides by sqrt(1 - 0.999), so bf16's ~0.4%
-        # error in the predicted noise would reach x_{T-1} multiplied by ~32
+        # float32, not bf16, even where training autocasts: the sigmoid schedule's first step divides by
+        # sqrt(1 - 0.999), so bf16's ~0.4% error in the predicted noise would reach x_{T-1} multiplied by ~32
         for s in range(0, len(latents), self.batch_size):
-            out.append(self.diffusion.sample(self.model, latents[s:s + self.batch_size],
+            out.append(self.diffusion.sample(self.net, latents[s:s + self.batch_size],
                                              labels[s:s + self.batch_size], g, self.sample_steps, self.clip_x0))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -111,20 +124,24 @@ class DDPMGenerator:
         return torch.cat(out)
 
 
-def setup(cfg, info, device) -> SimpleNamespace:
-    """Network (seeded init), schedule, optimiser, LR scheduler and optional EMA for `cfg`, on `device`."""
+def setup(cfg, info, device, runtime: Runtime | None = None) -> SimpleNamespace:
+    """Network (seeded init), schedule, optimiser, LR scheduler and optional EMA for `cfg`, on `device`, run under
+    `runtime` (default: the measured default for cfg.model on `device`)."""
     o = options(cfg)
+    rt = runtime or default_runtime(cfg.model, device)
+    if o["compile"]:
+        rt = replace(rt, compile=True)
     torch.manual_seed(cfg.seed)
     model = build_for_config(cfg, info.num_classes, info.image_size, info.channels).to(device)
-    if device.type == "cuda":
+    if rt.channels_last:      # the weights' format: convolutions then give channels_last outputs
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model.parameters(), cfg.optimizer)
     sched, every = build_scheduler(opt, cfg.scheduler, cfg.steps)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(o["ema"]), use_buffers=True) if o["ema"] else None
     return SimpleNamespace(
-        cfg=cfg, o=o, info=info, device=device, model=model, opt=opt, sched=sched, every=every, ema=ema,
+        cfg=cfg, o=o, info=info, device=device, runtime=rt, model=model, opt=opt, sched=sched, every=every, ema=ema,
         diffusion=Diffusion.named(o["beta_schedule"], o["timesteps"], device),
-        fwd=torch.compile(model) if o["compile"] and device.type == "cuda" else model)
+        fwd=torch.compile(model) if rt.compile else model)
 
 
 def train_step(s: SimpleNamespace, x_uint8: torch.Tensor, labels: torch.Tensor, step: int,
@@ -134,7 +151,12 @@ def train_step(s: SimpleNamespace, x_uint8: torch.Tensor, labels: torch.Tensor, 
     if s.o["hflip"]:
         flip = torch.rand(len(x0), device=x0.device, generator=g) < s.o["hflip"]
         x0 = torch.where(flip[:, None, None, None], x0.flip(3), x0)
-    with autocast(s.device):
+    return update(s, x0, labels, step, g)
+
+
+def update(s: SimpleNamespace, x0: torch.Tensor, labels: torch.Tensor, step: int, g: torch.Generator) -> torch.Tensor:
+    """train_step on a batch already in [-1, 1] (benchmarks/gen_speed.py's naive loop feeds it from a DataLoader)."""
+    with s.runtime.autocast(s.device):
         loss = s.diffusion.loss(s.fwd, x0, labels, g)
     s.opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -146,17 +168,12 @@ def train_step(s: SimpleNamespace, x_uint8: torch.Tensor, labels: torch.Tensor, 
     return loss.detach()
 
 
-def sampling_network(s: SimpleNamespace):
-    """The weights that sample (the EMA where there is one), in eval mode, compiled if asked."""
-    net = (s.ema.module if s.ema is not None else s.model).eval()
-    return torch.compile(net) if s.o["compile"] and s.device.type == "cuda" else net
-
-
 def handle_for(s: SimpleNamespace) -> "DDPMGenerator":
+    """The trained weights (the EMA where there is one) as a sampling handle under the run's runtime."""
     info = s.info
-    return DDPMGenerator(sampling_network(s), s.diffusion, info.num_classes,
+    return DDPMGenerator(s.ema.module if s.ema is not None else s.model, s.diffusion, info.num_classes,
                          (info.channels, info.image_size, info.image_size), s.device, s.o["sample_steps"],
-                         s.o["sample_batch"], s.o["clip_x0"])
+                         s.o["sample_batch"], s.o["clip_x0"], runtime=s.runtime)
 
 
 def train(ctx) -> dict:
@@ -166,7 +183,8 @@ def train(ctx) -> dict:
     N, B = len(data), cfg.batch_size
     if B > N:
         raise ValueError(f"batch_size {B} is larger than the training set ({N} images)")
-    s = setup(cfg, data.info, device)
+    s = setup(cfg, data.info, device, ctx.runtime)
+    ctx.runtime = s.runtime                          # what env.json records
     model, opt, sched, ema, o = s.model, s.opt, s.sched, s.ema, s.o
 
     batches = EpochBatches(N, B, cfg.seed, device)
@@ -223,16 +241,19 @@ def train(ctx) -> dict:
     return metrics
 
 
-def load_handle(cfg, path, device, sampling_mode: str = "eval") -> DDPMGenerator:
-    """A finished run's sampling network (the EMA weights where it kept one) from <run_dir>/generator.pt."""
+def load_handle(cfg, path, device, sampling_mode: str = "eval", runtime: Runtime | None = None) -> DDPMGenerator:
+    """A finished run's sampling network (the EMA weights where it kept one) from <run_dir>/generator.pt, under
+    `runtime` (default: the measured default for cfg.model on `device`)."""
     if sampling_mode != "eval":
         raise ValueError("the DDPM samples in eval mode only: its U-Net keeps no batch statistics to choose between")
     o, saved = options(cfg), torch.load(path, map_location="cpu", weights_only=True)
+    rt = runtime or default_runtime(cfg.model, device)
     model = build_for_config(cfg, saved["num_classes"], saved["image_size"], saved["in_channels"])
     model.load_state_dict(saved["state_dict"])
     shape = (saved["in_channels"], saved["image_size"], saved["image_size"])
-    return DDPMGenerator(model.to(device), Diffusion.named(o["beta_schedule"], o["timesteps"], device),
-                         saved["num_classes"], shape, device, o["sample_steps"], o["sample_batch"], o["clip_x0"])
+    return DDPMGenerator(model.to(device, memory_format=rt.memory_format),
+                         Diffusion.named(o["beta_schedule"], o["timesteps"], device), saved["num_classes"], shape,
+                         device, o["sample_steps"], o["sample_batch"], o["clip_x0"], runtime=rt)
 
 
 def evaluate(ctx, handle: DDPMGenerator, n_samples: int, batch_size: int) -> dict:

@@ -26,7 +26,8 @@ an EMA of G's weights, which is then what is saved as the generator and sampled 
                                      in the config, so in its hash (previews: fewer)
     sample_batch           500       images per sampling batch
     log_every              eval_every // 10
-    compile                False     torch.compile G and D (CUDA only)
+    compile                False     True: torch.compile G and D whatever the runtime says (a runtime
+                                     setting now, kept because it is in old configs' hashes)
     loss                   "bce"     "bce" (the above) or "hinge": D minimises mean(relu(1 - D(real))) +
                                      mean(relu(1 + D(fake))), G minimises -mean(D(fake)) (no targets: the
                                      label knobs above must keep their defaults)
@@ -36,6 +37,12 @@ an EMA of G's weights, which is then what is saved as the generator and sampled 
                                      generator.pt holds the average (the trained G as "generator_live"), and
                                      samples, scores and figures come from it
 d_real / d_fake are the mean sigmoid of D's logits whatever the loss (under hinge a score, not a probability).
+
+How it runs is the run's Runtime (cifar_nb.engine.runtime; never part of the config): the caller's (ctx.runtime:
+the queue, --fp32, CIFAR_NB_PRECISION=fp32) or the measured default for the model family on the device (on CUDA
+bf16 autocast with channels_last). Its bf16 autocast, channels_last and torch.compile apply to G's and D's forward
+passes on any device, in training and in sampling and scoring alike; the losses are computed in fp32 from logits
+cast with .float(). A checkpoint resumes under any runtime.
 
 cfg.augment takes only {"hflip": p} (p a probability, or "auto": 0.5 where a mirror image keeps its label, none
 on AddNIST): images must stay in [-1, 1] for the tanh generator.
@@ -48,6 +55,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 import torch
@@ -59,7 +67,7 @@ from cifar_nb.engine.augment import flip_probability
 from cifar_nb.engine.augment.diffaug import diff_augment, parse_policy
 from cifar_nb.engine.artifacts import atomic_torch_save
 from cifar_nb.engine.evaluate.generator import evaluate_generator
-from cifar_nb.engine.runtime import generator_autocast as autocast
+from cifar_nb.engine.runtime import Runtime, default_runtime, family_of
 from cifar_nb.engine.train.batches import EpochBatches, mix_seed
 from cifar_nb.engine.train.loop import Steps, run_steps
 from cifar_nb.engine.train.optim import build_optimizer, build_scheduler
@@ -127,39 +135,46 @@ def to_unit_range(x_uint8: torch.Tensor, o: dict, hflip: float, g: torch.Generat
     return x
 
 
-def setup(cfg, info, device) -> SimpleNamespace:
-    """Model (seeded DCGAN init), optimisers and schedulers for `cfg`, on `device`."""
+def setup(cfg, info, device, runtime: Runtime | None = None) -> SimpleNamespace:
+    """Model (seeded DCGAN init), optimisers and schedulers for `cfg`, on `device`, run under `runtime`
+    (default: the measured default for cfg.model on `device`)."""
     o = options(cfg)
+    rt = runtime or default_runtime(cfg.model, device)
+    if o["compile"]:
+        rt = replace(rt, compile=True)
     torch.manual_seed(cfg.seed)
     model = build_for_config(cfg, info.num_classes, info.image_size, info.channels).to(device)
     size = o["resize"] or info.image_size
     if model.image_size != size:
         raise ValueError(f"the model makes {model.image_size}x{model.image_size} images but trains on {size}x{size}:"
                          f" set train={{'resize': {model.image_size}}} or model_args image_size={size}")
-    if device.type == "cuda":
+    if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt_g = build_optimizer(model.generator.parameters(), cfg.optimizer)
     opt_d = build_optimizer(model.discriminator.parameters(), cfg.optimizer)
     sched_g, every = build_scheduler(opt_g, cfg.scheduler, cfg.steps)
     sched_d, _ = build_scheduler(opt_d, cfg.scheduler, cfg.steps)
-    compile_ = o["compile"] and device.type == "cuda"
     ema = AveragedModel(model.generator, multi_avg_fn=get_ema_multi_avg_fn(float(o["ema"])), use_buffers=True) \
         if o["ema"] else None
     return SimpleNamespace(
-        cfg=cfg, o=o, device=device, model=model, opt_g=opt_g, opt_d=opt_d, sched_g=sched_g, sched_d=sched_d,
-        every=every, hflip=flip_probability(cfg.augment.get("hflip", 0.0), info), ema=ema,
+        cfg=cfg, o=o, device=device, runtime=rt, model=model, opt_g=opt_g, opt_d=opt_d, sched_g=sched_g,
+        sched_d=sched_d, every=every, hflip=flip_probability(cfg.augment.get("hflip", 0.0), info), ema=ema,
         policy=parse_policy(o["diffaug"]),
-        G=torch.compile(model.generator) if compile_ else model.generator,
-        D=torch.compile(model.discriminator) if compile_ else model.discriminator)
+        G=torch.compile(model.generator) if rt.compile else model.generator,
+        D=torch.compile(model.discriminator) if rt.compile else model.discriminator)
 
 
 def train_step(s: SimpleNamespace, x_uint8: torch.Tensor, step: int, g: torch.Generator) -> dict:
     """One D update and one G update on a uint8 batch; returns the step's stats as 0-d tensors."""
-    o, B, dev = s.o, len(x_uint8), s.device
+    return update(s, to_unit_range(x_uint8, s.o, s.hflip, g), step, g)
+
+
+def update(s: SimpleNamespace, x: torch.Tensor, step: int, g: torch.Generator) -> dict:
+    """train_step on a batch already in [-1, 1] at the training size (benchmarks/gen_speed.py's naive loop
+    feeds it from a DataLoader)."""
+    o, B, dev = s.o, len(x), s.device
     sigma = noise_level(o, step)
-    x = to_unit_range(x_uint8, o, s.hflip, g)
-    if dev.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=s.runtime.memory_format)
     z = torch.randn(B, s.model.latent_dim, generator=g, device=dev)
     hinge = o["loss"] == "hinge"
     if not hinge:
@@ -168,7 +183,7 @@ def train_step(s: SimpleNamespace, x_uint8: torch.Tensor, step: int, g: torch.Ge
     seen = (lambda im: noisy(diff_augment(im, s.policy, g))) if s.policy else noisy    # what D is shown
     bce = F.binary_cross_entropy_with_logits
 
-    with autocast(dev):
+    with s.runtime.autocast(dev):
         fake = s.G(z)
         logit_real = s.D(seen(x)).float()
         logit_fake = s.D(seen(fake.detach())).float()
@@ -180,7 +195,7 @@ def train_step(s: SimpleNamespace, x_uint8: torch.Tensor, step: int, g: torch.Ge
     loss_d.backward()
     s.opt_d.step()
 
-    with autocast(dev):
+    with s.runtime.autocast(dev):
         logit_g = s.D(seen(fake)).float()
     # non-saturating BCE: G wants D to say "real"; hinge: G raises D's score of its images
     loss_g = -logit_g.mean() if hinge else bce(logit_g, torch.ones_like(logit_g))
@@ -203,19 +218,26 @@ class GANGenerator:
     sampling_mode "eval" (ours): G's BatchNorm uses its running statistics, so an image depends on its latent
     only. "train": BatchNorm normalises with each batch's own statistics, as the PyTorch DCGAN tutorial samples
     (it never calls netG.eval()); an image then depends on the batch it is drawn in. Train mode runs on a copy,
-    so sampling never moves the model's running statistics."""
+    so sampling never moves the model's running statistics.
+
+    `runtime` (default: the measured default for the model's family on `device`) sets the precision of G's and
+    D's forward passes and compiles them; the model should already be in its memory format (load_handle puts it
+    there)."""
 
     conditional = False
 
     def __init__(self, model, num_classes: int, device, batch_size: int = 500, G=None, D=None,
-                 sampling_mode: str = "eval"):
+                 sampling_mode: str = "eval", runtime: Runtime | None = None):
         if sampling_mode not in SAMPLING_MODES:
             raise ValueError(f"sampling_mode must be one of {SAMPLING_MODES}, got {sampling_mode!r}")
         self.model, self.num_classes, self.device = model.eval(), num_classes, torch.device(device)
+        self.runtime = runtime or default_runtime(family_of(model), self.device)
         self.G, self.D = G or model.generator, D or model.discriminator
         self.sampling_mode = sampling_mode
         if sampling_mode == "train":
             self.G = copy.deepcopy(model.generator).train()
+        if self.runtime.compile:
+            self.G, self.D = torch.compile(self.G), torch.compile(self.D)
         self.latent_shape, self.image_size, self.batch_size = (model.latent_dim,), model.image_size, batch_size
         self.images_sampled, self.sampling_s = 0, 0.0
 
@@ -226,7 +248,7 @@ class GANGenerator:
     def decode(self, latents: torch.Tensor, labels=None, seed: int = 0) -> torch.Tensor:
         latents, out, t0 = latents.to(self.device), [], time.perf_counter()
         for i in range(0, len(latents), self.batch_size):
-            with autocast(self.device):
+            with self.runtime.autocast(self.device):
                 out.append(self.G(latents[i:i + self.batch_size]).float().clamp(-1, 1))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -238,10 +260,8 @@ class GANGenerator:
     def score(self, images: torch.Tensor) -> torch.Tensor:
         images, out = images.to(self.device), []
         for i in range(0, len(images), self.batch_size):
-            x = images[i:i + self.batch_size]
-            if self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device):
+            x = images[i:i + self.batch_size].contiguous(memory_format=self.runtime.memory_format)
+            with self.runtime.autocast(self.device):
                 out.append(torch.sigmoid(self.D(x).float()))
         return torch.cat(out)
 
@@ -253,7 +273,8 @@ def train(ctx) -> dict:
     N, B = len(data), cfg.batch_size
     if B > N:
         raise ValueError(f"batch_size {B} is larger than the training set ({N} images)")
-    s = setup(cfg, info, device)
+    s = setup(cfg, info, device, ctx.runtime)
+    ctx.runtime = s.runtime                          # what env.json records
     o, model = s.o, s.model
 
     batches = EpochBatches(N, B, cfg.seed, device)
@@ -305,8 +326,9 @@ def train(ctx) -> dict:
         "state_dict": sampled.state_dict(), "discriminator": model.discriminator.state_dict(),
         "model": cfg.model, "model_args": dict(cfg.model_args), "latent_dim": model.latent_dim,
         "image_size": model.image_size, "num_classes": info.num_classes, "in_channels": info.channels, **extra})
-    handle = GANGenerator(model, info.num_classes, device, o["sample_batch"],
-                          sampled if s.ema is not None else s.G, s.D)
+    # the handle compiles its own G and D where the runtime compiles: eval mode is another graph anyway
+    handle = GANGenerator(model, info.num_classes, device, o["sample_batch"], sampled, model.discriminator,
+                          runtime=s.runtime)
     last = ctx.history[-1] if ctx.history else {}
     metrics = {**{f"final_{k}": last.get(k) for k in STATS},
                "train_steps_per_s": trained.steps_per_s,
@@ -318,15 +340,17 @@ def train(ctx) -> dict:
     return metrics
 
 
-def load_handle(cfg, path, device, sampling_mode: str = "eval") -> GANGenerator:
+def load_handle(cfg, path, device, sampling_mode: str = "eval", runtime: Runtime | None = None) -> GANGenerator:
     """A finished run's generator (and its discriminator, which ranks the cherry-picked samples) from
-    <run_dir>/generator.pt, as the handle training scored it with."""
+    <run_dir>/generator.pt, as the handle training scored it with, under `runtime` (default: the measured
+    default for cfg.model on `device`)."""
     o, saved = options(cfg), torch.load(path, map_location="cpu", weights_only=True)
+    rt = runtime or default_runtime(cfg.model, device)
     model = build_for_config(cfg, saved["num_classes"], saved["image_size"], saved["in_channels"])
     model.generator.load_state_dict(saved["state_dict"])
     model.discriminator.load_state_dict(saved["discriminator"])
-    return GANGenerator(model.to(device), saved["num_classes"], device, o["sample_batch"],
-                        sampling_mode=sampling_mode)
+    return GANGenerator(model.to(device, memory_format=rt.memory_format), saved["num_classes"], device,
+                        o["sample_batch"], sampling_mode=sampling_mode, runtime=rt)
 
 
 def evaluate(ctx, handle: GANGenerator, n_samples: int, batch_size: int, interpolation: str) -> dict:
