@@ -45,6 +45,7 @@ reproduce: venv
 bench: venv
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/gen_speed.py
+	$(PY) benchmarks/queue_throughput.py
 
 clean-book:
 	rm -rf _build
