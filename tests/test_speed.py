@@ -41,7 +41,12 @@ def test_queue_and_precision_tables(tmp_path):
     arm = lambda acc, rt: {"test_acc": acc, "runtime": rt}
     _write(tmp_path, "precision", {"steps": 1000, "date": "2026-12-07", "rows": [dict(
         experiment="A-classifier", dataset="cifar10-jpeg", seed=1, budget_steps=10_000, test_acc_difference=-0.004,
-        fp32=arm(0.5, {"precision": "fp32"}), fast=arm(0.496, {"precision": "bf16-autocast", "compile": True}))]})
+        fp32=arm(0.5, {"precision": "fp32"}), fast=arm(0.496, {"precision": "bf16-autocast", "compile": True})),
+        dict(experiment="A-classifier", dataset="cifar10-jpeg", seed=2, budget_steps=10_000, test_acc_difference=0.002,
+             fp32=dict(arm(0.52, {"precision": "fp32"}), wall_time_s=600.0),
+             fast=dict(arm(0.522, {"precision": "bf16-autocast"}), wall_time_s=300.0))]})
     p = speed.precision_table(tmp_path)
-    assert "| 50.00 % | 49.60 % | -0.40 points | bf16-autocast + compile |" in p
+    assert "| 50.00 % | 49.60 % | -0.40 points | bf16-autocast + compile | — |" in p
+    assert "| 10.0 / 5.0 min |" in p
+    assert "mean difference -0.10 points over 2 seeds, while its fp32 seeds alone lie 2.00 points apart" in p
     assert "reduced budget" in p and "1,000 of the recipes' 10,000" in p

@@ -93,15 +93,27 @@ def precision_table(results: Path = RESULTS) -> str:
     rec = _load("precision", results)
     if not rec or not rec.get("rows"):
         return "Not measured yet (`python benchmarks/precision_check.py`).\n"
-    lines = ["| experiment | dataset | seed | fp32 eager: test | default path: test | difference | default path |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| experiment | dataset | seed | fp32 eager: test | default path: test | difference | default path | "
+             "wall time, fp32 / default |", "|---|---|---|---|---|---|---|---|"]
     for r in rec["rows"]:
+        wall = (f"{r['fp32']['wall_time_s'] / 60:.1f} / {r['fast']['wall_time_s'] / 60:.1f} min"
+                if r["fp32"].get("wall_time_s") and r["fast"].get("wall_time_s") else "—")
         lines.append(f"| {r['experiment']} | {r['dataset']} | {r['seed']} | {100 * r['fp32']['test_acc']:.2f} % | "
                      f"{100 * r['fast']['test_acc']:.2f} % | {100 * r['test_acc_difference']:+.2f} points | "
-                     f"{_path(r['fast']['runtime'])} |")
+                     f"{_path(r['fast']['runtime'])} | {wall} |")
     budget = rec["rows"][0]["budget_steps"]
-    return "\n".join(lines) + (f"\n\nA reduced budget, labelled as such: {rec['steps']:,} of the recipes' {budget:,} "
-                               f"steps, each arm trained from the same seed; {_conditions(rec)}.\n")
+    text = "\n".join(lines) + (f"\n\nA reduced budget, labelled as such: {rec['steps']:,} of the recipes' {budget:,} "
+                               f"steps, each arm trained from the same seed; {_conditions(rec)}.")
+    # the yardstick for a difference: how far two seeds of the same fp32 recipe land apart
+    for name in dict.fromkeys(r["experiment"] for r in rec["rows"]):
+        rows = [r for r in rec["rows"] if r["experiment"] == name]
+        diffs = [100 * r["test_acc_difference"] for r in rows]
+        fp32 = [100 * r["fp32"]["test_acc"] for r in rows]
+        text += (f" {name}: mean difference {sum(diffs) / len(diffs):+.2f} points over {len(rows)} seed"
+                 f"{'s' if len(rows) != 1 else ''}")
+        text += (f", while its fp32 seeds alone lie {max(fp32) - min(fp32):.2f} points apart." if len(rows) > 1
+                 else ".")
+    return text + "\n"
 
 
 def speed_markdown(results: Path = RESULTS) -> str:
