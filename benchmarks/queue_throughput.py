@@ -25,7 +25,8 @@ HERE = Path(__file__).resolve().parent
 CHILD = """
 import sys, time, torch
 torch.set_num_threads({threads})
-from cifar_nb import data, experiments
+from cifar_nb import experiments
+from cifar_nb.engine import data
 exp = experiments.get({name!r})
 ds = "addnist" if exp.config.dataset == "addnist" else "cifar10-jpeg"
 cfg = exp.make_config(dataset=ds)
