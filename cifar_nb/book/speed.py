@@ -46,7 +46,7 @@ def _conditions(rec: dict) -> str:
     if rec.get("threads"):
         bits.append(f"{rec['threads']} thread{'s' if rec['threads'] != 1 else ''} per process")
     if rec.get("load_average_before") is not None:
-        bits.append(f"load average {rec['load_average_before']} before")
+        bits.append(f"load average {float(rec['load_average_before']):.2f} before")
     return "; ".join(bits)
 
 
@@ -85,8 +85,8 @@ def queue_table(results: Path = RESULTS) -> str:
         lines.append(f"| {r['experiment']} | {r['fp32_one_run_all_threads_steps_per_s']:.2f} | "
                      f"{r['one_run_all_threads_steps_per_s']:.2f} | {r['runs_side_by_side_steps_per_s']:.2f} | "
                      f"{r['side_by_side_over_one']:.2f} | {r['side_by_side_over_fp32_one']:.2f} |")
-    return "\n".join(lines) + (f"\n\nSteps per wall second of the whole machine ({rec['cores']} cores), "
-                               f"{rec['steps']} steps per process after warm-up; {_conditions(rec)}.\n")
+    return "\n".join(lines) + (f"\n\nSteps per wall second of the whole machine, {rec['steps']} steps per process "
+                               f"after warm-up; {_conditions(rec)}.\n")
 
 
 def precision_table(results: Path = RESULTS) -> str:
