@@ -446,6 +446,17 @@ def test_the_sampling_mode_table_sets_train_mode_beside_eval_mode(tmp_path):
     assert "44.5" in t.column("FD-cls, train mode")[1] and not t.note
 
 
+def test_the_summary_card_flags_a_dirty_commit_in_bold_not_as_escaped_markup(tmp_path):
+    from cifar_nb.book import cards
+    r = fake_run(tmp_path, experiments.get("A-classifier").config, {"test_acc": 0.5})
+    env = json.loads((r.run_dir / "env.json").read_text())
+    (r.run_dir / "env.json").write_text(json.dumps(dict(env, git_commit="0123456789abcdef+dirty")))
+    P = params.validate_parameters(["A-classifier"], results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
+    card = cards.summary_card(P)
+    assert "0123456789 <b>+dirty</b> (uncommitted changes)" in card.text and "&lt;b&gt;" not in card.text
+    assert "<b>" not in card.plain and "0123456789 +dirty (uncommitted changes)" in card.plain
+
+
 def test_generator_claims_are_read_in_the_reports_sampling_mode_once_it_is_scored(tmp_path):
     """Report C follows the DCGAN tutorial (train-mode sampling): its FID claim, the generator table and the
     leaderboard read the train-mode scores where they exist, and say which mode every number is in."""

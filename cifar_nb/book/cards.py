@@ -181,7 +181,7 @@ def summary_card(P: Params) -> HTML:
         ("Wall time", f"training {_dur(sum(float(e.get('wall_time_s') or 0) for e in envs))} in all; "
                       f"this notebook {_dur(time.monotonic() - P.started)}"),
     ]
-    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
-    plain = "\n".join(f"{k}: {v}" for k, v in rows)
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{_allow_b(v)}</td></tr>" for k, v in rows)
+    plain = "\n".join(f"{k}: {plain_text(re.sub(r'<[^>]+>', '', v))}" for k, v in rows)
     return HTML(banner(P) + '<table class="table run-card"><caption>Run card</caption><tbody>' + body
                 + "</tbody></table>", "Run card\n" + plain)
