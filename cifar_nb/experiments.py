@@ -379,10 +379,12 @@ register(Experiment(
         optimizer={"name": "sgd", "lr": 0.2, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
         scheduler={"name": "onecycle", "max_lr": 0.2, "pct_start": 0.05, "anneal_strategy": "linear",
                    "div_factor": 20.0, "final_div_factor": 50.0, "cycle_momentum": False},
-        # 2-pixel reflect-padded translations; mirror flips only where a mirror image keeps its label
-        augment={"crop": 2, "pad_mode": "reflect", "hflip": "auto"},
-        # whitening stem from 5,000 training images, EMA of the weights evaluated with flip TTA (where flips are)
-        train={"label_smoothing": 0.1, "ema": 0.995, "tta": "auto", "data_init": 5000},
+        # 2-pixel reflect-padded translations; mirror flips only where a mirror image keeps its label, and the
+        # channels in a random order only where their order does not change it (AddNIST's sum of three digits)
+        augment={"crop": 2, "pad_mode": "reflect", "hflip": "auto", "channel_shuffle": "auto"},
+        # whitening stem from 5,000 training images; the EMA of the weights is evaluated as the mean over the
+        # dataset's label-preserving views (mirror image on photographs, the 6 channel orders on AddNIST)
+        train={"label_smoothing": 0.1, "ema": 0.995, "tta": "symmetries", "data_init": 5000},
         eval_every=500,
     ),
     claimed_params=None,

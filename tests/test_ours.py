@@ -193,7 +193,7 @@ def test_a_few_steps_lower_the_classifier_loss_and_the_ema_is_what_is_evaluated(
     for _ in range(cfg.steps):
         loop.step()
     assert loss_of(loop.model) < 0.7 * before
-    assert loop.eval_model is loop.ema.module and loop.tta
+    assert loop.eval_model is loop.ema.module and loop.tta == [(False, None), (True, None)]   # flip TTA
     live = dict(loop.model.named_parameters())
     assert any(not torch.equal(p, live[k]) for k, p in loop.ema.module.named_parameters())
     assert loop.evaluate(train) == classifier.evaluate(loop.ema.module, train, train.info, tta=True)

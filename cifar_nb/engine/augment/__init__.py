@@ -7,6 +7,9 @@
 Spec keys (an empty spec only normalises):
     hflip, vflip      probability of a horizontal / vertical flip; hflip "auto" is 0.5 where a mirrored image
                       keeps its label (DatasetInfo.mirror_invariant: photographs) and 0 where not (AddNIST)
+    channel_shuffle   probability of a random permutation of the channels, or "auto": 1 where the label does not
+                      depend on their order (DatasetInfo.channel_order_invariant: AddNIST's sum of three digits)
+                      and 0 elsewhere
     crop, pad_mode    pad by `crop` pixels ("reflect" or "zeros") and crop back at a random offset,
     crop_p            with probability crop_p (default 1)
     noise_var,        add Gaussian noise of variance noise_var to the 0..1 pixels (before normalising,
@@ -17,7 +20,8 @@ Spec keys (an empty spec only normalises):
     rotation          degrees, or [min, max]: torchvision.transforms.v2.RandomRotation
     affine            {degrees, translate, scale, shear, p}: torchvision.transforms.v2.RandomAffine with prob p
 
-Order: augmix (uint8) -> 0..1 floats -> color_jitter -> rotation -> affine -> crop -> flips -> noise -> normalise.
+Order: augmix (uint8) -> 0..1 floats -> color_jitter -> rotation -> affine -> crop -> flips -> channel shuffle -> noise
+-> normalise.
 The reports give no order; this is torchvision's usual one (colour on the image, then geometry, then
 tensor-level noise), and the flips and crops commute with the rest in distribution.
 
@@ -78,8 +82,8 @@ from cifar_nb.engine.augment.ops import (
     affine,
 )
 
-SPEC_KEYS = ("hflip", "vflip", "crop", "pad_mode", "crop_p", "noise_var", "noise_p", "augmix", "color_jitter",
-             "rotation", "affine")
+SPEC_KEYS = ("hflip", "vflip", "channel_shuffle", "crop", "pad_mode", "crop_p", "noise_var", "noise_p", "augmix",
+             "color_jitter", "rotation", "affine")
 COLOR_JITTER_KEYS = ("brightness", "contrast", "saturation", "hue", "p", "impl")
 AFFINE_KEYS = ("degrees", "translate", "scale", "shear", "p")
 
@@ -112,6 +116,23 @@ def flip_probability(value, info) -> float:
     return _prob({"hflip": value}, "hflip")
 
 
+def channel_shuffle_probability(value, info) -> float:
+    """A "channel_shuffle" value as a probability: a number in [0, 1], or "auto": 1 where the label does not depend
+    on the order of the channels (info.channel_order_invariant) and 0 where it does (photographs)."""
+    if value == "auto":
+        return 1.0 if getattr(info, "channel_order_invariant", False) else 0.0
+    return _prob({"channel_shuffle": value}, "channel_shuffle")
+
+
+def shuffle_channels(x: torch.Tensor, p: float, g, device) -> torch.Tensor:
+    """Each image's channels in a random order (uniform over the C! orders) with probability p, else as they are."""
+    n, c = x.shape[:2]
+    order = torch.rand(n, c, generator=g, device=_gdev(g)).to(device).argsort(1)
+    keep = ~_coin(n, p, g, device)
+    order = torch.where(keep[:, None], torch.arange(c, device=device).expand(n, c), order)
+    return x.gather(1, order.view(n, c, 1, 1).expand_as(x))
+
+
 def _range(v, name) -> tuple[float, float]:
     """torchvision's convention: a number d means (-d, d); a pair is (min, max)."""
     if isinstance(v, (int, float)):
@@ -140,6 +161,7 @@ class GpuAugment:
         _check_keys(spec, SPEC_KEYS, "augment spec")
         self.info = info
         self.hflip, self.vflip = flip_probability(spec.get("hflip", 0.0), info), _prob(spec, "vflip")
+        self.channel_shuffle = channel_shuffle_probability(spec.get("channel_shuffle", 0.0), info)
         self.crop = spec.get("crop", 0)
         if not isinstance(self.crop, int) or isinstance(self.crop, bool) or self.crop < 0:
             raise ValueError(f"augment crop is the padding in pixels, an integer >= 0, got {self.crop!r}")
@@ -215,6 +237,8 @@ class GpuAugment:
             x = torch.where(_coin(len(x), self.hflip, g, x.device).view(-1, 1, 1, 1), x.flip(3), x)
         if self.vflip:
             x = torch.where(_coin(len(x), self.vflip, g, x.device).view(-1, 1, 1, 1), x.flip(2), x)
+        if self.channel_shuffle:
+            x = shuffle_channels(x, self.channel_shuffle, g, x.device)
         if self.noise_var:
             noise = torch.randn(x.shape, generator=g, device=_gdev(g)).to(x.device) * math.sqrt(self.noise_var)
             x = x + noise * _coin(len(x), self.noise_p, g, x.device).view(-1, 1, 1, 1)

@@ -53,6 +53,10 @@ class DatasetInfo:
     # AddNIST, whose labels are sums of digits, which a mirror turns into other shapes. augment's "auto" flips
     # (and the classifier's "auto" flip test-time augmentation) read it.
     mirror_invariant: bool = True
+    # Does the label survive a permutation of the colour channels? True only for AddNIST, whose label is the sum
+    # of the three channels' digits (and whose three channels share MNIST's mean and std). augment's "auto"
+    # channel_shuffle and the classifier's "symmetries" test-time augmentation read it.
+    channel_order_invariant: bool = False
 
 
 @dataclass
@@ -208,7 +212,8 @@ def known_info(dataset: str) -> DatasetInfo | None:
         return DatasetInfo("cifar10", "CIFAR-10", 10, 32, 3, False, CIFAR10_MEAN, CIFAR10_STD)
     if dataset == "addnist":
         return DatasetInfo("addnist", "AddNIST (regenerated from MNIST)", 20, 28, 3, False, MNIST_MEAN, MNIST_STD,
-                           splits=("train", "val", "test"), mirror_invariant=False)
+                           splits=("train", "val", "test"), mirror_invariant=False,
+                           channel_order_invariant=True)
     if dataset == "cifar10-jpeg":
         # the alias is known: its normalisation is CIFAR-10's and it has train/ and test/
         return DatasetInfo("cifar10-jpeg", "CIFAR-10 (JPEG stand-in)", 10, 32, 3, True, CIFAR10_MEAN, CIFAR10_STD)

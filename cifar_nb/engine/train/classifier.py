@@ -34,8 +34,10 @@ train knobs (cfg.train):
                       Every evaluation, the final metrics and weights.pt are then the average's; the stream_*
                       figures stay the trained net's own.
     tta               test-time augmentation at every evaluation: None (the default), "hflip" (the mean of the
-                      logits of each image and its mirror image), or "auto" ("hflip" where a mirror image keeps
-                      its label, DatasetInfo.mirror_invariant, none on AddNIST)
+                      logits of each image and its mirror image), "auto" ("hflip" where a mirror image keeps
+                      its label, DatasetInfo.mirror_invariant, none on AddNIST), or "symmetries" (the mean over
+                      every view the dataset declares label-preserving: the mirror image where "auto" flips, and
+                      all orders of the channels where DatasetInfo.channel_order_invariant, AddNIST's 3! = 6)
     data_init         N: before training, hand the model's init_from_data() N training images drawn at random
                       (seeded by the run's seed; files in class order would bias a prefix), normalised (our
                       classifier sets its first convolution to whiten their 3x3 patches); 0 or absent (the
@@ -48,6 +50,8 @@ global RNG (dropout draws from it), the epoch's permutation and the running sums
 resumed run ends with exactly the metrics of an uninterrupted one.
 """
 from __future__ import annotations
+
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +66,7 @@ from cifar_nb.models import build_for_config
 
 TRAIN_KEYS = ("label_smoothing", "val_size", "split_seed", "eval_split", "train_eval_size", "eval_batch_size",
               "ema", "tta", "data_init", "compile", "channels_last", "amp")
-TTA = (None, "hflip", "auto")
+TTA = (None, "hflip", "auto", "symmetries")
 
 
 def _train_knobs(cfg) -> dict:
@@ -122,10 +126,21 @@ class Batches:
         self.g.set_state(s["generator"].cpu())
 
 
+def tta_views(tta, info) -> list[tuple[bool, tuple[int, ...] | None]]:
+    """The test-time views a train["tta"] value asks for on this dataset, as (mirror?, channel order or None);
+    the first view is the image itself."""
+    mirror = tta == "hflip" or (tta in ("auto", "symmetries") and getattr(info, "mirror_invariant", True))
+    orders = [None]
+    if tta == "symmetries" and getattr(info, "channel_order_invariant", False):
+        orders = list(itertools.permutations(range(info.channels)))
+    return [(flip, order) for flip in ((False, True) if mirror else (False,)) for order in orders]
+
+
 @torch.no_grad()
 def evaluate(model, imageset, info, batch_size=1024, channels_last=False, amp=False, tta=False):
-    """(mean cross-entropy, accuracy) over a whole ImageSet, eval mode, no augmentation; tta=True scores the
-    mean of the logits of each image and of its mirror image."""
+    """(mean cross-entropy, accuracy) over a whole ImageSet, eval mode, no augmentation. tta: False, True (the
+    image and its mirror image) or a list of tta_views(); the logits of the views are averaged."""
+    views = tta if isinstance(tta, list) else [(False, None), (True, None)] if tta else [(False, None)]
     was_training = model.training
     model.eval()
     loss = torch.zeros((), dtype=torch.float64, device=imageset.labels.device)
@@ -136,14 +151,17 @@ def evaluate(model, imageset, info, batch_size=1024, channels_last=False, amp=Fa
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)
-            if tta:
-                logits = (logits.float() + model(x.flip(3)).float()) / 2
+            logits = sum(model(_view(x, flip, order)).float() for flip, order in views) / len(views)
         loss += F.cross_entropy(logits.float(), y, reduction="sum").double()
         hits += (logits.argmax(1) == y).sum()
     model.train(was_training)
     n = max(1, len(imageset))
     return loss.item() / n, hits.item() / n
+
+
+def _view(x, flip, order):
+    x = x.flip(3) if flip else x
+    return x[:, list(order)] if order is not None else x
 
 
 def _rng_state(device):
@@ -193,7 +211,7 @@ class Loop:
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(float(t["ema"])), use_buffers=True) \
             if t.get("ema") else None
         self.eval_model = self.ema.module if self.ema is not None else self.model
-        self.tta = t.get("tta") == "hflip" or (t.get("tta") == "auto" and getattr(info, "mirror_invariant", True))
+        self.tta = tta_views(t.get("tta"), info)
         self.opt = build_optimizer(self.model.parameters(), cfg.optimizer)
         self.sched, self.sched_every = build_scheduler(self.opt, cfg.scheduler, cfg.steps)
         self.aug = augment.GpuAugment(cfg.augment, info)
