@@ -13,21 +13,41 @@ from cifar_nb.config import RunConfig
 
 FULL_RECIPE = "full recipe"
 
-ABLATIONS: dict[str, list[tuple[str, dict]]] = {
+# A variant's `where`: the datasets it means something on, None for all. Where the dataset switches a piece of the
+# recipe off already ("auto" channel shuffling on photographs), taking it out is no variant. The spec names them;
+# the engine's DatasetInfo.channel_order_invariant says the same (tests/test_beyond.py checks they agree).
+EVERYWHERE = None
+CHANNEL_SYMMETRIC = ("addnist",)
+
+ABLATIONS: dict[str, list[tuple[str, dict, tuple | None]]] = {
     "ours-classifier": [
-        (FULL_RECIPE, {}),
-        ("no weight EMA", {"train.ema": None}),
-        ("no whitening stem (random init)", {"train.data_init": 0}),
-        ("no label smoothing", {"train.label_smoothing": 0.0}),
-        ("no flip test-time augmentation", {"train.tta": None}),
+        (FULL_RECIPE, {}, EVERYWHERE),
+        ("no weight EMA", {"train.ema": None}, EVERYWHERE),
+        ("no whitening stem (random init)", {"train.data_init": 0}, EVERYWHERE),
+        ("no label smoothing", {"train.label_smoothing": 0.0}, EVERYWHERE),
+        ("no test-time augmentation", {"train.tta": None}, EVERYWHERE),
+        ("no channel shuffling", {"augment.channel_shuffle": 0}, CHANNEL_SYMMETRIC),
+        # the recipe as it was before the channel symmetries, on AddNIST: flip TTA's "auto" is none there
+        ("no channel symmetries (shuffling, test-time orders)", {"augment.channel_shuffle": 0, "train.tta": "auto"},
+         CHANNEL_SYMMETRIC),
     ],
 }
 
 
-def variants(name: str) -> list[tuple[str, dict]]:
+def variants(name: str, dataset: str | None = None, only=None) -> list[tuple[str, dict]]:
+    """(label, FIELD.KEY changes) of every ablation of `name`; with a dataset, only those that mean something on
+    it; with `only` (labels), only those, and the full recipe first always."""
     if name not in ABLATIONS:
         raise ValueError(f"no ablations are defined for {name!r}; defined: {', '.join(ABLATIONS)}")
-    return ABLATIONS[name]
+    todo = [(label, changes) for label, changes, where in ABLATIONS[name]
+            if where is EVERYWHERE or dataset is None or dataset in where]
+    if only is not None:
+        unknown = sorted(set(only) - {label for label, _ in todo})
+        if unknown:
+            raise ValueError(f"no ablation of {name}{f' on {dataset}' if dataset else ''} is labelled "
+                             f"{', '.join(map(repr, unknown))}; labels: {', '.join(label for label, _ in todo)}")
+        todo = [(label, c) for label, c in todo if label == FULL_RECIPE or label in only]
+    return todo
 
 
 def config(name: str, changes: dict, steps: int, dataset: str, seed: int = 0) -> RunConfig:
@@ -39,6 +59,6 @@ def config(name: str, changes: dict, steps: int, dataset: str, seed: int = 0) ->
     return cfg
 
 
-def configs(name: str, steps: int, dataset: str, seed: int = 0) -> list[tuple[str, RunConfig]]:
-    """(variant, config) for every ablation of `name`, the full recipe first."""
-    return [(label, config(name, changes, steps, dataset, seed)) for label, changes in variants(name)]
+def configs(name: str, steps: int, dataset: str, seed: int = 0, only=None) -> list[tuple[str, RunConfig]]:
+    """(variant, config) for every ablation of `name` on `dataset` (or those in `only`), the full recipe first."""
+    return [(label, config(name, changes, steps, dataset, seed)) for label, changes in variants(name, dataset, only)]

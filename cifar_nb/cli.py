@@ -151,7 +151,7 @@ def cmd_run(args) -> int:
 def cmd_ablate(args) -> int:
     """Every variant of ablations.ABLATIONS[experiment], one after another; finished ones are reused."""
     try:
-        todo = ablations.configs(args.experiment, args.steps, args.dataset, args.seed)
+        todo = ablations.configs(args.experiment, args.steps, args.dataset, args.seed, args.only)
     except (KeyError, ValueError) as e:
         raise SystemExit(f"error: {e.args[0]}")
     device = resolve_device(args.device)
@@ -355,6 +355,8 @@ def _main(argv: list[str] | None = None) -> int:
                    help="steps per variant: a reduced budget, labelled as such wherever it is shown")
     q.add_argument("--dataset", required=True, help="cifar100, cifar10, cifar10-jpeg, addnist")
     q.add_argument("--seed", type=non_negative_int, default=0)
+    q.add_argument("--only", action="append", metavar="LABEL",
+                   help="run only this variant (repeatable; the full recipe always runs): its label in ablations.py")
     q.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
     q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
     q.add_argument("--results-dir", help="where artifacts go (default: results/ or $CIFAR_NB_RESULTS)")

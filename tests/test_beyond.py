@@ -10,18 +10,26 @@ from cifar_nb.engine import runs
 from test_report import fake_run
 
 
-def test_each_ablation_changes_exactly_its_own_key_of_the_reduced_recipe():
-    base = experiments.get("ours-classifier").make_config(steps=1_000, dataset="cifar10-jpeg", seed=0)
-    todo = ablations.configs("ours-classifier", 1_000, "cifar10-jpeg")
+@pytest.mark.parametrize("dataset", ["cifar10-jpeg", "addnist"])
+def test_each_ablation_changes_exactly_its_own_keys_of_the_reduced_recipe(dataset):
+    base = experiments.get("ours-classifier").make_config(steps=1_000, dataset=dataset, seed=0)
+    todo = ablations.configs("ours-classifier", 1_000, dataset)
     assert todo[0] == (ablations.FULL_RECIPE, base)
     assert len({c.hash for _, c in todo}) == len(todo)          # every variant is a run of its own
-    for (label, cfg), (_, changes) in zip(todo[1:], ablations.variants("ours-classifier")[1:]):
-        (dotted, value), = changes.items()
-        field, key = dotted.split(".")
-        assert getattr(cfg, field)[key] == value != getattr(base, field).get(key), label
-        others = {k: v for k, v in getattr(cfg, field).items() if k != key}
-        assert others == {k: v for k, v in getattr(base, field).items() if k != key}
-        assert cfg.replace(**{field: getattr(base, field)}) == base
+    for (label, cfg), (_, changes) in zip(todo[1:], ablations.variants("ours-classifier", dataset)[1:]):
+        for dotted, value in changes.items():
+            field, key = dotted.split(".")
+            assert getattr(cfg, field)[key] == value != getattr(base, field).get(key), label
+        touched = {d.split(".")[0] for d in changes}
+        for field in ("augment", "train"):
+            keys = {d.split(".")[1] for d in changes if d.startswith(field)}
+            assert {k: v for k, v in getattr(cfg, field).items() if k not in keys} == \
+                {k: v for k, v in getattr(base, field).items() if k not in keys}
+        assert cfg.replace(**{f: getattr(base, f) for f in touched}) == base
+    # the channel variants exist exactly where the dataset says the channels' order does not matter
+    from cifar_nb.engine import data
+    channel = {label for label, _ in todo if "channel" in label}
+    assert bool(channel) == data.known_info(dataset).channel_order_invariant
     with pytest.raises(ValueError, match="no ablations are defined for 'A-classifier'"):
         ablations.variants("A-classifier")
 
@@ -68,8 +76,16 @@ def test_ablate_runs_every_variant_and_refuses_what_it_cannot_do(tmp_path, monke
                      "--device", "cpu", "--results-dir", str(tmp_path)]) == 0
     assert [c.hash for c in seen] == [c.hash for _, c in ablations.configs("ours-classifier", 300, "cifar10-jpeg")]
     out = capsys.readouterr().out
-    assert all(f"{label}: " in out for label, _ in ablations.variants("ours-classifier"))
+    assert all(f"{label}: " in out for label, _ in ablations.variants("ours-classifier", "cifar10-jpeg"))
+    assert "no channel shuffling: " not in out          # it changes nothing on photographs: not a variant there
     assert "test accuracy 50.00 %" in out
+    seen.clear()
+    assert cli.main(["ablate", "ours-classifier", "--steps", "300", "--dataset", "addnist", "--only",
+                     "no channel shuffling", "--device", "cpu", "--results-dir", str(tmp_path)]) == 0
+    assert [c.augment.get("channel_shuffle") for c in seen] == ["auto", 0]
+    with pytest.raises(SystemExit, match="no ablation of ours-classifier on cifar10-jpeg is labelled 'no channel"):
+        cli.main(["ablate", "ours-classifier", "--steps", "300", "--dataset", "cifar10-jpeg", "--only",
+                  "no channel shuffling", "--results-dir", str(tmp_path)])
     with pytest.raises(SystemExit):
         cli.main(["ablate", "A-classifier", "--steps", "300", "--dataset", "cifar10-jpeg"])
     with pytest.raises(SystemExit):

@@ -160,6 +160,89 @@ def test_flip_tta_is_the_mean_of_the_logits_of_an_image_and_its_mirror():
     assert acc == (logits.argmax(1) == ims.labels).float().mean().item()
 
 
+def test_channel_shuffle_follows_the_dataset_and_permutes_each_image_s_channels():
+    cifar, addnist = known_info("cifar10-jpeg"), known_info("addnist")
+    assert addnist.channel_order_invariant and not cifar.channel_order_invariant
+    assert augment.GpuAugment({"channel_shuffle": "auto"}, addnist).channel_shuffle == 1.0
+    assert augment.GpuAugment({"channel_shuffle": "auto"}, cifar).channel_shuffle == 0.0
+    x = torch.tensor([10, 20, 30]).view(1, 3, 1, 1).expand(1200, 3, 2, 2).float()
+    out = augment.shuffle_channels(x, 1.0, torch.Generator().manual_seed(0), x.device)
+    orders = [tuple(o) for o in out[:, :, 0, 0].long().tolist()]
+    assert all(sorted(o) == [10, 20, 30] for o in orders)                      # a permutation of each image's own
+    assert (out == out[:, :, :1, :1]).all()                                    # whole channels move, not pixels
+    counts = {o: orders.count(o) for o in set(orders)}
+    assert len(counts) == 6 and min(counts.values()) > 150                     # all 3! orders, about equally
+    half = augment.shuffle_channels(x, 0.5, torch.Generator().manual_seed(0), x.device)[:, :, 0, 0]
+    kept = (half == torch.tensor([10., 20., 30.])).all(1).float().mean().item()
+    assert 0.5 + 0.5 / 6 - 0.06 < kept < 0.5 + 0.5 / 6 + 0.06                   # p = 0.5, and 1/6 of shuffles keep it
+
+
+def test_channel_shuffle_switched_off_by_the_dataset_draws_nothing():
+    """So on photographs the recipe with channel_shuffle "auto" trains draw for draw as the one without it (what
+    lets artifacts adopt the runs made before the key existed)."""
+    cifar = known_info("cifar10-jpeg")
+    x = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    spec = {"crop": 2, "pad_mode": "reflect", "hflip": "auto"}
+    a = augment.GpuAugment({**spec, "channel_shuffle": "auto"}, cifar)(x, g1)
+    b = augment.GpuAugment(spec, cifar)(x, g2)
+    assert torch.equal(a, b) and torch.equal(g1.get_state(), g2.get_state())
+
+
+def test_symmetries_tta_averages_the_views_the_dataset_declares():
+    import dataclasses
+    import itertools
+    cifar, addnist = known_info("cifar10-jpeg"), known_info("addnist")
+    assert augment.tta_views("symmetries", cifar) == augment.tta_views("auto", cifar) == [(False, None), (True, None)]
+    assert augment.tta_views("symmetries", addnist) == [(False, o) for o in itertools.permutations(range(3))]
+    assert augment.tta_views("auto", addnist) == augment.tta_views(None, cifar) == [(False, None)]
+    with pytest.raises(ValueError, match="tta"):
+        classifier._train_knobs(experiments.get("ours-classifier").config.replace(train={"tta": "rotations"}))
+    torch.manual_seed(0)
+    net = create_model("ours_classifier", num_classes=10, image_size=16).eval()
+    ims = blobs(SYN, "test")
+    info = dataclasses.replace(ims.info, mirror_invariant=False, channel_order_invariant=True)
+    views = augment.tta_views("symmetries", info)
+    loss, acc = classifier.evaluate(net, ims, info, batch_size=50, tta=views)
+    x = augment.normalize(ims.images, info)
+    with torch.no_grad():
+        logits = sum(net(x[:, list(o)]) for o in itertools.permutations(range(3))) / 6
+    assert loss == pytest.approx(F.cross_entropy(logits, ims.labels).item(), rel=1e-5)
+    assert acc == (logits.argmax(1) == ims.labels).float().mean().item()
+
+
+def test_a_run_from_before_the_channel_symmetries_is_adopted_only_where_they_change_nothing(synthetic, tmp_path,
+                                                                                          monkeypatch):
+    import dataclasses
+    import json
+
+    from cifar_nb.engine import artifacts, data
+    from test_classifiers import blobs_info, same
+    cfg = experiments.get("ours-classifier").make_config(dataset=SYN, steps=6, batch_size=32, eval_every=3)
+    cfg = cfg.replace(train={**cfg.train, "ema": 0.5, "train_eval_size": 64})
+    legacy = cfg.replace(augment={k: v for k, v in cfg.augment.items() if k != "channel_shuffle"},
+                         train={**cfg.train, "tta": "auto"})
+    assert cfg.augment["channel_shuffle"] == "auto" and cfg.train["tta"] == "symmetries" and legacy.hash != cfg.hash
+    real = data.known_info
+    symmetric = {"on": False}
+    monkeypatch.setattr(data, "known_info", lambda d: dataclasses.replace(
+        blobs_info(d), channel_order_invariant=symmetric["on"]) if d == SYN else real(d))
+    old = go(legacy, tmp_path / "a", runtime=Runtime())
+    # where the channels' order matters, the new keys change the training: nothing is adopted
+    symmetric["on"] = True
+    assert artifacts.load_complete(cfg, tmp_path / "a") is None and old.run_dir.exists()
+    symmetric["on"] = False
+    found = artifacts.load_complete(cfg, tmp_path / "a")
+    assert found is not None and found.run_dir.name == cfg.hash and not old.run_dir.exists()
+    assert same(found.metrics, old.metrics) and found.history == old.history
+    env = json.loads((found.run_dir / "env.json").read_text())
+    assert env["adopted_from"]["config_hash"] == legacy.hash and "same computation" in env["adopted_from"]["why"]
+    assert json.loads((found.run_dir / "config.json").read_text()) == cfg.to_dict()
+    # ... and it is the same computation: the new config trained from scratch gives the same numbers
+    fresh = go(cfg, tmp_path / "b", runtime=Runtime())
+    assert same(fresh.metrics, old.metrics)
+
+
 def test_the_stem_is_initialised_to_whiten_3x3_patches():
     torch.manual_seed(0)
     net = create_model("ours_classifier", num_classes=10, image_size=16)

@@ -227,7 +227,7 @@ def test_every_committed_run_is_found_by_its_config_and_full_budget_ones_by_the_
     full-budget run's config is exactly its experiment's recipe (so the code still finds, not retrains, it)."""
     from pathlib import Path
 
-    from cifar_nb import experiments
+    from cifar_nb import ablations, experiments
     files = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/*/config.json"))
     assert files, "no committed runs under results/"
     full = 0
@@ -236,8 +236,11 @@ def test_every_committed_run_is_found_by_its_config_and_full_budget_ones_by_the_
         assert cfg.hash == f.parent.name, f"{f}: the config's hash is {cfg.hash}"
         exp = experiments.REGISTRY.get(cfg.experiment)
         if exp is not None and cfg.steps == exp.config.steps:
-            assert exp.config.replace(seed=cfg.seed, dataset=cfg.dataset) == cfg, \
-                f"{f} is no longer {cfg.experiment}'s recipe"
+            # the recipe, or one of its ablations (ablations.py) run at full budget
+            variants = ablations.configs(cfg.experiment, cfg.steps, cfg.dataset, cfg.seed) \
+                if cfg.experiment in ablations.ABLATIONS else []
+            assert cfg == exp.config.replace(seed=cfg.seed, dataset=cfg.dataset) or cfg in [c for _, c in variants], \
+                f"{f} is no longer {cfg.experiment}'s recipe nor one of its ablations"
             full += 1
     assert full >= 4     # A-classifier x3 (on the stand-in) and E-classifier, at least
 

@@ -6,6 +6,8 @@ protocol, and the ablations of our recipe. Every cell comes from finished runs i
 """
 from __future__ import annotations
 
+import shlex
+
 from cifar_nb import ablations, budget, experiments
 from cifar_nb.book.audit import (KID_SCALE_NOTE, dataset_label, default_results_dir, fmt, fmt_kid, in_report_mode,
                                  metric_name, modes_used, n_params, runs_on_disk)
@@ -79,22 +81,25 @@ def side_by_side(kind: str, dataset: str, results_dir=None) -> Table:
     return Table(heads, rows, caption=caption)
 
 
-def ablation_runs(name: str, steps: int, dataset: str, seeds=(0,), results_dir=None) -> dict[str, list[RunResult]]:
-    """variant -> its finished runs at the reduced budget, for every variant of ablations.ABLATIONS[name]."""
+def ablation_runs(name: str, steps: int, dataset: str, seeds=(0,), results_dir=None,
+                  only=None) -> dict[str, list[RunResult]]:
+    """variant -> its finished runs at that budget, for every variant of ablations.ABLATIONS[name] that means
+    something on the dataset (or those labelled in `only`, the full recipe always)."""
     root = results_dir or default_results_dir()
     out = {}
-    for label, changes in ablations.variants(name):
+    for label, changes in ablations.variants(name, dataset, only):
         found = [artifacts.load_complete(ablations.config(name, changes, steps, dataset, s), root) for s in seeds]
         out[label] = [r for r in found if r is not None]
     return out
 
 
-def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=None) -> Table:
-    """One row per variant: what it takes out, its test accuracy and the change from the full recipe."""
-    found = ablation_runs(name, steps, dataset, seeds, results_dir)
+def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=None, only=None) -> Table:
+    """One row per variant: what it takes out, its test accuracy and the change from the full recipe. `only`:
+    the variants to show (labels), the full recipe always; default: every one that means something here."""
+    found = ablation_runs(name, steps, dataset, seeds, results_dir, only)
     base = artifacts.aggregate(found[ablations.FULL_RECIPE], "test_acc")["mean"]
     rows = []
-    for label, changes in ablations.variants(name):
+    for label, changes in ablations.variants(name, dataset, only):
         rs = found[label]
         st = artifacts.aggregate(rs, "test_acc")
         what = ", ".join(f"{k} = {v!r}" for k, v in changes.items()) or "—"
@@ -105,9 +110,12 @@ def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=
         rows.append([label, what, fmt("test_acc", st["mean"], st["std"]), delta,
                      ", ".join(str(r.config.seed) for r in rs)])
     recipe = experiments.get(name).config.steps
+    budget = (f"At full budget ({steps:,} steps)." if steps == recipe else
+              f"A reduced budget, labelled as such: {steps:,} of the recipe's {recipe:,} steps, with the "
+              "learning-rate schedule compressed to fit, so the differences say which pieces matter early, not "
+              "what each is worth at full budget.")
     caption = (f"Ablations of {name} on {dataset_label(dataset)[0]}, each variant taking one piece out of the "
-               f"recipe. A reduced budget, labelled as such: {steps:,} of the recipe's {recipe:,} steps, with "
-               "the learning-rate schedule compressed to fit, so the differences say which pieces matter early, "
-               "not what each is worth at full budget. Δ: percentage points against the full recipe.")
+               f"recipe. {budget} Δ: percentage points against the full recipe.")
+    chosen = "".join(f" --only {shlex.quote(label)}" for label in (only or ()))
     return Table(["variant", "config change", "test accuracy", "Δ (points)", "seeds"], rows, caption=caption,
-                 note=f"Run with `python -m cifar_nb ablate {name} --steps {steps} --dataset {dataset}`.")
+                 note=f"Run with `python -m cifar_nb ablate {name} --steps {steps} --dataset {dataset}{chosen}`.")

@@ -35,6 +35,7 @@ import torch
 import torchvision
 
 from cifar_nb.config import PROJECT_ROOT, RunConfig
+from cifar_nb.engine import augment, data
 from cifar_nb.engine.data import cache_dir
 
 
@@ -286,11 +287,39 @@ def _read_json(path: Path, d: Path) -> Any:
                          f"train the run again, or pass --force") from None
 
 
+def _adopt(legacy: RunConfig, cfg: RunConfig, results_dir, why: str) -> None:
+    """Move the finished run of `legacy` to cfg's folder, with cfg's config and env.json's `adopted_from` saying
+    from which hash and why. Copied, then renamed into place, then the old folder removed: an interruption
+    leaves no half-made run."""
+    old, new = run_dir(legacy, results_dir), run_dir(cfg, results_dir)
+    tmp = new.with_name(f".adopting-{new.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(old, tmp)
+    atomic_write_json(tmp / "config.json", cfg.to_dict())
+    if (tmp / "env.json").exists():
+        env = json.loads((tmp / "env.json").read_text())
+        atomic_write_json(tmp / "env.json", {**env, "adopted_from": {"config_hash": legacy.hash, "why": why}})
+    os.replace(tmp, new)
+    shutil.rmtree(old)
+    for name in WEIGHT_FILES:     # the store's copies of its weights follow it (restore_weights finds them by hash)
+        kept, moved = kept_weights_path(legacy, name, results_dir), kept_weights_path(cfg, name, results_dir)
+        if kept.exists() and not moved.exists():
+            atomic_write_bytes(moved, kept.read_bytes())
+
+
+def _finished_run_of(legacy: RunConfig, results_dir) -> bool:
+    d = run_dir(legacy, results_dir)
+    try:
+        return (d / "metrics.json").exists() and \
+            RunConfig.from_dict(json.loads((d / "config.json").read_text())) == legacy
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def _adopt_pre_feature_steps_run(cfg: RunConfig, results_dir=None) -> None:
     """A generator run finished before train["feature_steps"] joined its config sits under the hash of the
     config without it. When its own artifacts show it was scored with exactly cfg's feature steps (the FD-cls
-    feature run it names), it is moved to cfg's folder with the key added, rather than trained again.
-    Copied, then renamed into place, then the old folder removed: an interruption leaves no half-made run."""
+    feature run it names), it is moved to cfg's folder with the key added, rather than trained again."""
     if "feature_steps" not in cfg.train:
         return
     legacy = cfg.replace(train={k: v for k, v in cfg.train.items() if k != "feature_steps"})
@@ -298,18 +327,32 @@ def _adopt_pre_feature_steps_run(cfg: RunConfig, results_dir=None) -> None:
     try:
         feature_run = json.loads((old / "metrics.json").read_text()).get("fd_cls_feature_run")
         feature_cfg = json.loads((new.parent.parent / "fd-cls-features" / str(feature_run) / "config.json").read_text())
-        if RunConfig.from_dict(json.loads((old / "config.json").read_text())) != legacy:
-            return
     except (OSError, ValueError, TypeError):
         return
-    if feature_cfg.get("steps") != cfg.train["feature_steps"]:
+    if not _finished_run_of(legacy, results_dir) or feature_cfg.get("steps") != cfg.train["feature_steps"]:
         return      # scored with another feature network: not this config's run
-    tmp = new.with_name(f".adopting-{new.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(old, tmp)
-    atomic_write_json(tmp / "config.json", cfg.to_dict())
-    os.replace(tmp, new)
-    shutil.rmtree(old)
+    _adopt(legacy, cfg, results_dir, f"train.feature_steps {cfg.train['feature_steps']} added: the run was scored "
+                                     "with exactly that FD-cls feature network")
+
+
+def _adopt_pre_channel_symmetry_run(cfg: RunConfig, results_dir=None) -> None:
+    """A classifier run finished before augment["channel_shuffle"] and the "symmetries" test-time augmentation
+    existed sits under the hash of the config without them. Where they change nothing (no channel shuffling on
+    this dataset, and "symmetries" giving the same views as "auto"), training and evaluation are the same
+    computation, draw for draw (tests/test_ours.py checks it), so that run is moved to cfg's folder."""
+    if cfg.kind != "classifier" or "channel_shuffle" not in cfg.augment:
+        return
+    info = data.known_info(cfg.dataset)
+    tta = cfg.train.get("tta")
+    if info is None or augment.channel_shuffle_probability(cfg.augment["channel_shuffle"], info) != 0 or \
+            (tta == "symmetries" and augment.tta_views("symmetries", info) != augment.tta_views("auto", info)):
+        return
+    legacy = cfg.replace(augment={k: v for k, v in cfg.augment.items() if k != "channel_shuffle"},
+                         train={**cfg.train, "tta": "auto"} if tta == "symmetries" else cfg.train)
+    if _finished_run_of(legacy, results_dir):
+        _adopt(legacy, cfg, results_dir, f"augment.channel_shuffle {cfg.augment['channel_shuffle']!r} and train.tta "
+                                         f"{tta!r} added: on {cfg.dataset} they change nothing (no channel "
+                                         "shuffling, the same test-time views), so it is the same computation")
 
 
 def load_complete(cfg: RunConfig, results_dir: Path | str | None = None) -> RunResult | None:
@@ -318,6 +361,8 @@ def load_complete(cfg: RunConfig, results_dir: Path | str | None = None) -> RunR
     d = run_dir(cfg, results_dir)
     if not d.exists():
         _adopt_pre_feature_steps_run(cfg, results_dir)
+    if not d.exists():
+        _adopt_pre_channel_symmetry_run(cfg, results_dir)
     if not (d / "metrics.json").exists():
         return None
     try:

@@ -64,6 +64,7 @@ runs over every image, not only over the ~1/13 that picked it.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -131,6 +132,16 @@ def shuffle_channels(x: torch.Tensor, p: float, g, device) -> torch.Tensor:
     keep = ~_coin(n, p, g, device)
     order = torch.where(keep[:, None], torch.arange(c, device=device).expand(n, c), order)
     return x.gather(1, order.view(n, c, 1, 1).expand_as(x))
+
+
+def tta_views(tta, info) -> list[tuple[bool, tuple[int, ...] | None]]:
+    """The test-time views a classifier train["tta"] value asks for on this dataset, as (mirror?, channel order or None);
+    the first view is the image itself."""
+    mirror = tta == "hflip" or (tta in ("auto", "symmetries") and getattr(info, "mirror_invariant", True))
+    orders = [None]
+    if tta == "symmetries" and getattr(info, "channel_order_invariant", False):
+        orders = list(itertools.permutations(range(info.channels)))
+    return [(flip, order) for flip in ((False, True) if mirror else (False,)) for order in orders]
 
 
 def _range(v, name) -> tuple[float, float]:

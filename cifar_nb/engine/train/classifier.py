@@ -51,8 +51,6 @@ resumed run ends with exactly the metrics of an uninterrupted one.
 """
 from __future__ import annotations
 
-import itertools
-
 import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -124,16 +122,6 @@ class Batches:
     def load_state_dict(self, s):
         self.perm, self.pos = s["perm"], s["pos"]
         self.g.set_state(s["generator"].cpu())
-
-
-def tta_views(tta, info) -> list[tuple[bool, tuple[int, ...] | None]]:
-    """The test-time views a train["tta"] value asks for on this dataset, as (mirror?, channel order or None);
-    the first view is the image itself."""
-    mirror = tta == "hflip" or (tta in ("auto", "symmetries") and getattr(info, "mirror_invariant", True))
-    orders = [None]
-    if tta == "symmetries" and getattr(info, "channel_order_invariant", False):
-        orders = list(itertools.permutations(range(info.channels)))
-    return [(flip, order) for flip in ((False, True) if mirror else (False,)) for order in orders]
 
 
 @torch.no_grad()
@@ -211,7 +199,7 @@ class Loop:
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(float(t["ema"])), use_buffers=True) \
             if t.get("ema") else None
         self.eval_model = self.ema.module if self.ema is not None else self.model
-        self.tta = tta_views(t.get("tta"), info)
+        self.tta = augment.tta_views(t.get("tta"), info)
         self.opt = build_optimizer(self.model.parameters(), cfg.optimizer)
         self.sched, self.sched_every = build_scheduler(self.opt, cfg.scheduler, cfg.steps)
         self.aug = augment.GpuAugment(cfg.augment, info)
