@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -39,7 +38,7 @@ import torch
 from cifar_nb import experiments
 from cifar_nb.budget import count_params
 from cifar_nb.config import DATASET_SHAPES
-from cifar_nb.engine.artifacts import device_name
+from cifar_nb.engine.artifacts import device_name, device_slug
 from cifar_nb.engine.augment import flip_probability
 from cifar_nb.engine.runtime import FP32_EAGER, Runtime, default_runtime
 
@@ -198,9 +197,6 @@ def path_name(rt: dict) -> str:
         ("+compile" if rt["compile"] else "")
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
 
 def _loadavg():
     """1-minute load average: other processes on the machine make the timings worth less."""
@@ -273,7 +269,7 @@ def main(argv=None) -> int:
               f"{r['steps_per_s']:>9.3f} {r['fp32_eager_steps_per_s']:>7.3f} {r['naive_steps_per_s']:>7.3f} "
               f"{r['speedup_vs_fp32_eager']:>6.2f} {r['speedup_vs_naive']:>7.2f} {r['sample_images_per_s']:>9.1f} "
               f"{r['full_run_h']:>7.1f}h")
-    out = Path(args.out) if args.out else RESULTS / f"{slug(name)}-gen_speed.json"
+    out = Path(args.out) if args.out else RESULTS / f"{device_slug(name)}-gen_speed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     import torchvision
     record = dict(device=str(device), device_name=name, torch=torch.__version__, torchvision=torchvision.__version__,

@@ -25,16 +25,12 @@ import torch
 
 from cifar_nb import experiments
 from cifar_nb.engine import runs
-from cifar_nb.engine.artifacts import atomic_write_json, cache_dir, device_name, git_commit
+from cifar_nb.engine.artifacts import atomic_write_json, cache_dir, device_name, device_slug, git_commit
 from cifar_nb.engine.runtime import default_runtime
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ARMS = ("fp32", "fast")
 
-
-def slug(text: str) -> str:
-    import re
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def train_arm(cfg, arm: str, device, threads: int, data_root=None) -> dict:
@@ -89,7 +85,7 @@ def main(argv=None) -> int:
         path = rt["precision"] + ("+cl" if rt["channels_last"] else "") + ("+compile" if rt["compile"] else "")
         print(f"{r['experiment']:<14} {r['seed']:>4} {r['fp32']['test_acc']:>9.4f} {r['fast']['test_acc']:>9.4f} "
               f"{r['test_acc_difference']:>+11.4f}  {path}")
-    out = Path(args.out) if args.out else RESULTS / f"{slug(device_name(device))}-precision_check.json"
+    out = Path(args.out) if args.out else RESULTS / f"{device_slug(device_name(device))}-precision_check.json"
     atomic_write_json(out, dict(device=str(device), device_name=device_name(device), torch=torch.__version__,
                                 date=datetime.now(timezone.utc).isoformat(timespec="seconds"), git_commit=git_commit(),
                                 threads=args.threads, steps=args.steps, reduced_budget=True,

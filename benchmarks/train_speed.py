@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 
 from cifar_nb import experiments
 from cifar_nb.engine import data
-from cifar_nb.engine.artifacts import device_name
+from cifar_nb.engine.artifacts import device_name, device_slug
 from cifar_nb.engine.augment import flip_probability
 from cifar_nb.engine.runtime import Runtime, default_runtime
 from cifar_nb.engine.train.classifier import Loop
@@ -156,9 +155,6 @@ def time_naive(cfg, train_set, device, steps, warmup, workers):
     return rate
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -221,7 +217,7 @@ def main(argv=None) -> int:
         print(f"{r['experiment']:<14} {r['model']:<18} {r['params']:>7,} {r['batch_size']:>5} {path:<14} "
               f"{r['steps_per_s']:>9.3f} {r['fp32_eager_steps_per_s']:>8.3f} {r['naive_steps_per_s']:>8.3f} "
               f"{r['speedup_vs_fp32_eager']:>6.2f} {r['speedup_vs_naive']:>7.2f} {_hm(r['full_10k_steps_min']):>7}")
-    out = Path(args.out) if args.out else RESULTS / f"{slug(name)}-train_speed.json"
+    out = Path(args.out) if args.out else RESULTS / f"{device_slug(name)}-train_speed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     import torchvision
     record = dict(device=str(device), device_name=name, torch=torch.__version__, torchvision=torchvision.__version__,

@@ -155,7 +155,7 @@ def scored_in_mode(result: RunResult, mode: str) -> RunResult:
     if "sampling_mode" not in m or m["sampling_mode"] == mode:
         return result
     n = m.get("fd_cls_samples") or result.config.train.get("fid_samples", 10_000)
-    path = result.run_dir / "scored" / (f"{n}-samples" + ("" if mode == "eval" else f"-{mode}-mode")) / "scores.json"
+    path = artifacts.scored_dir(result.run_dir, n, mode) / "scores.json"
     if not path.exists():
         return result
     scores = json.loads(path.read_text())

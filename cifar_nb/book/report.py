@@ -200,7 +200,7 @@ def sampling_modes_table(results: list[RunResult]) -> Table:
     rows = []
     for r in results:
         n = r.metrics.get("fd_cls_samples") or r.config.train.get("fid_samples", 10_000)
-        scored = r.run_dir / "scored" / f"{n}-samples-train-mode" / "scores.json"
+        scored = artifacts.scored_dir(r.run_dir, n, "train") / "scores.json"
         t = json.loads(scored.read_text()) if scored.exists() else {}
         rows.append([f"seed {r.config.seed}, {r.config.steps:,} steps", fmt("fd_cls", r.metrics.get("fd_cls")),
                      fmt_kid(r.metrics.get("kid_mean")),

@@ -10,10 +10,11 @@ import json
 from pathlib import Path
 
 from cifar_nb.config import PROJECT_ROOT
+from cifar_nb.engine.artifacts import device_slug
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
-# The CPU these files were measured on (benchmarks/*.py name them after the device).
-CPU_TAG = "cpu-x86-64-2-cores"
+# The CPU these files were measured on: benchmarks/*.py name them after the device, as device_slug does.
+CPU_TAG = device_slug("CPU (x86_64, 2 cores)")
 FILES = {"train": f"{CPU_TAG}-train_speed.json", "gen": f"{CPU_TAG}-gen_speed.json",
          "queue": "cpu-2-cores-queue_throughput.json", "precision": f"{CPU_TAG}-precision_check.json"}
 ROW_KEYS = ("experiment", "steps_per_s", "fp32_eager_steps_per_s", "naive_steps_per_s", "speedup_vs_fp32_eager",

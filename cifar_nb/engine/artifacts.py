@@ -23,6 +23,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -172,6 +173,12 @@ def device_name(device: torch.device | str) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def device_slug(name: str) -> str:
+    """A device's name as a file-name part: "CPU (x86_64, 2 cores)" -> "cpu-x86-64-2-cores". Benchmark results
+    are saved per device under it (benchmarks/results/<slug>-<benchmark>.json), and the book reads them by it."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
 def environment_record(device: torch.device | str) -> dict:
     return {
         "device": str(device),
@@ -198,6 +205,13 @@ class RunResult:
 
 def run_dir(cfg: RunConfig, results_dir: Path | str | None = None) -> Path:
     return Path(results_dir or results_root()) / cfg.experiment / cfg.hash
+
+
+def scored_dir(run_dir: Path, n_samples: int, sampling_mode: str = "eval") -> Path:
+    """Where `python -m cifar_nb score` puts a finished generator's scores from n_samples images sampled in that
+    mode: <run_dir>/scored/<n>-samples[-<mode>-mode]/ (eval mode, the training-time one, has no suffix)."""
+    suffix = "" if sampling_mode == "eval" else f"-{sampling_mode}-mode"
+    return Path(run_dir) / "scored" / f"{n_samples}-samples{suffix}"
 
 
 def checkpoint_path(cfg: RunConfig, results_dir: Path | str | None = None) -> Path:

@@ -33,6 +33,7 @@ from cifar_nb.engine.artifacts import (
     load_complete,
     results_root,
     run_dir,
+    scored_dir,
     write_history_csv,
 )
 from cifar_nb.engine.evaluate import features
@@ -184,7 +185,7 @@ def score(cfg: RunConfig, device="cpu", data_root=None, results_dir=None, n_samp
     device = torch.device(device)
     handle = train.handle_loader_for(cfg.kind)(cfg, weights, device, sampling_mode, runtime=runtime)
     n = n_samples or cfg.train.get("fid_samples", 10_000)
-    out = res.run_dir / "scored" / (f"{n}-samples" + ("" if sampling_mode == "eval" else f"-{sampling_mode}-mode"))
+    out = scored_dir(res.run_dir, n, sampling_mode)
     feature_net = feature_net_for(cfg, device, data_root, results_dir, progress)
     scores = evaluate_generator(handle, dataset=cfg.dataset, run_dir=out, data_root=data_root, device=device,
                                 seed=cfg.seed, progress=progress, n_samples=n, feature_net=feature_net,

@@ -135,8 +135,8 @@ def shuffle_channels(x: torch.Tensor, p: float, g, device) -> torch.Tensor:
 
 
 def tta_views(tta, info) -> list[tuple[bool, tuple[int, ...] | None]]:
-    """The test-time views a classifier train["tta"] value asks for on this dataset, as (mirror?, channel order or None);
-    the first view is the image itself."""
+    """The test-time views a classifier train["tta"] value asks for on this dataset, as (mirror?, channel order or
+    None); the first view is the image itself."""
     mirror = tta == "hflip" or (tta in ("auto", "symmetries") and getattr(info, "mirror_invariant", True))
     orders = [None]
     if tta == "symmetries" and getattr(info, "channel_order_invariant", False):

@@ -48,7 +48,7 @@ def _unscored_in_train_mode(entries: list[Entry], device: torch.device, only: li
             continue
         n = e.config.train.get("fid_samples", 10_000)
         d = artifacts.run_dir(e.config, results_dir)
-        if (d / "scored" / f"{n}-samples-train-mode" / "scores.json").exists():
+        if (artifacts.scored_dir(d, n, "train") / "scores.json").exists():
             continue
         if (d / "generator.pt").exists() or artifacts.kept_weights_path(e.config, "generator.pt", results_dir).exists():
             out.append(e)
