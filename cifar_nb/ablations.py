@@ -26,10 +26,14 @@ ABLATIONS: dict[str, list[tuple[str, dict, tuple | None]]] = {
         ("no whitening stem (random init)", {"train.data_init": 0}, EVERYWHERE),
         ("no label smoothing", {"train.label_smoothing": 0.0}, EVERYWHERE),
         ("no test-time augmentation", {"train.tta": None}, EVERYWHERE),
+        ("expansion before the pool (at every place)", {"model_args.pool_first": False}, EVERYWHERE),
         ("no channel shuffling", {"augment.channel_shuffle": 0}, CHANNEL_SYMMETRIC),
-        # the recipe as it was before the channel symmetries, on AddNIST: flip TTA's "auto" is none there
+        # flip TTA's "auto" is none on AddNIST
         ("no channel symmetries (shuffling, test-time orders)", {"augment.channel_shuffle": 0, "train.tta": "auto"},
          CHANNEL_SYMMETRIC),
+        # the recipe this chapter first ran: both of the above
+        ("first recipe (expansion before the pool, no channel symmetries)",
+         {"model_args.pool_first": False, "augment.channel_shuffle": 0, "train.tta": "auto"}, CHANNEL_SYMMETRIC),
     ],
 }
 

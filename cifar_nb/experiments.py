@@ -375,6 +375,8 @@ register(Experiment(
     "ours-classifier", OURS, "Our residual CNN with airbench-style training (in budget)",
     RunConfig(
         experiment="ours-classifier", kind="classifier", model="ours_classifier", steps=10_000, batch_size=256,
+        # the expansion to 128 features after the global pool (one hidden layer), not at every place before it
+        model_args={"pool_first": True},
         # Nesterov SGD; OneCycleLR as warm-up (5%, from 0.01) then linear decay to 0.0002, momentum held
         optimizer={"name": "sgd", "lr": 0.2, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
         scheduler={"name": "onecycle", "max_lr": 0.2, "pct_start": 0.05, "anneal_strategy": "linear",

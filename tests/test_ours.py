@@ -59,11 +59,28 @@ def test_registered_as_ours_with_no_claims(name):
 # ---------------------------------------------------------------------------------------------
 # shapes
 
+@pytest.mark.parametrize("pool_first", [False, True])
 @pytest.mark.parametrize("size,k", [(32, 100), (32, 10), (28, 20)])
-def test_classifier_forward_shapes(size, k):
-    net = create_model("ours_classifier", num_classes=k, image_size=size).eval()
+def test_classifier_forward_shapes(size, k, pool_first):
+    net = create_model("ours_classifier", num_classes=k, image_size=size, pool_first=pool_first).eval()
     assert net(torch.randn(3, 3, size, size)).shape == (3, k)
     assert net.features(torch.randn(3, 3, size, size)).shape == (3, net.feature_dim)
+
+
+def test_pool_first_moves_the_expansion_after_the_pool_with_the_same_weights():
+    torch.manual_seed(0)
+    per_place = create_model("ours_classifier", num_classes=20, image_size=28).eval()
+    pooled = create_model("ours_classifier", num_classes=20, image_size=28, pool_first=True).eval()
+    torch.nn.init.normal_(per_place.stages[4].body[1].weight)    # the residual branch on, so the places differ
+    per_place.stages[-1][1].weight.data.fill_(30.0)               # the expansion's GELU out of its linear range
+    pooled.load_state_dict(per_place.state_dict())            # same parameters, same names: weights load either way
+    x = torch.randn(4, 3, 28, 28)
+    with torch.no_grad():
+        inner = per_place.stages[:-1](per_place.stem(x))                         # [4, 64, 3, 3]
+        want = per_place.fc(per_place.stages[-1](inner.mean((2, 3), keepdim=True)).flatten(1))
+        assert torch.allclose(pooled(x), want, atol=1e-5)
+        # GELU(BN(conv)) does not commute with the mean: the two heads are different functions of the same weights
+        assert (per_place.features(x) - pooled.features(x)).abs().max() > 0.05
 
 
 @pytest.mark.parametrize("size", [32, 28])
@@ -219,9 +236,10 @@ def test_a_run_from_before_the_channel_symmetries_is_adopted_only_where_they_cha
     from cifar_nb.engine import artifacts, data
     from test_classifiers import blobs_info, same
     cfg = experiments.get("ours-classifier").make_config(dataset=SYN, steps=6, batch_size=32, eval_every=3)
-    cfg = cfg.replace(train={**cfg.train, "ema": 0.5, "train_eval_size": 64})
+    # the recipe's ablation "expansion before the pool": the first design's head, with today's channel keys
+    cfg = cfg.replace(train={**cfg.train, "ema": 0.5, "train_eval_size": 64}, model_args={"pool_first": False})
     legacy = cfg.replace(augment={k: v for k, v in cfg.augment.items() if k != "channel_shuffle"},
-                         train={**cfg.train, "tta": "auto"})
+                         train={**cfg.train, "tta": "auto"}, model_args={})
     assert cfg.augment["channel_shuffle"] == "auto" and cfg.train["tta"] == "symmetries" and legacy.hash != cfg.hash
     real = data.known_info
     symmetric = {"on": False}
@@ -237,10 +255,18 @@ def test_a_run_from_before_the_channel_symmetries_is_adopted_only_where_they_cha
     assert same(found.metrics, old.metrics) and found.history == old.history
     env = json.loads((found.run_dir / "env.json").read_text())
     assert env["adopted_from"]["config_hash"] == legacy.hash and "same computation" in env["adopted_from"]["why"]
+    assert "model_args.pool_first = False" in env["adopted_from"]["why"]
     assert json.loads((found.run_dir / "config.json").read_text()) == cfg.to_dict()
     # ... and it is the same computation: the new config trained from scratch gives the same numbers
     fresh = go(cfg, tmp_path / "b", runtime=Runtime())
     assert same(fresh.metrics, old.metrics)
+    # a run that holds only some of the new keys (adopted once already) is found too
+    partial = legacy.replace(model_args={"pool_first": False})
+    go(partial, tmp_path / "c", runtime=Runtime())
+    assert artifacts.load_complete(cfg, tmp_path / "c").env["adopted_from"]["config_hash"] == partial.hash
+    # the recipe itself (the expansion after the pool) is another computation: nothing to adopt
+    recipe = cfg.replace(model_args={"pool_first": True})
+    assert artifacts.load_complete(recipe, tmp_path / "b") is None
 
 
 def test_the_stem_is_initialised_to_whiten_3x3_patches():

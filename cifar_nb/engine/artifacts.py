@@ -312,7 +312,10 @@ def _adopt(legacy: RunConfig, cfg: RunConfig, results_dir, why: str) -> None:
     atomic_write_json(tmp / "config.json", cfg.to_dict())
     if (tmp / "env.json").exists():
         env = json.loads((tmp / "env.json").read_text())
-        atomic_write_json(tmp / "env.json", {**env, "adopted_from": {"config_hash": legacy.hash, "why": why}})
+        record = {"config_hash": legacy.hash, "why": why}
+        if env.get("adopted_from"):            # adopted before: the earlier move stays on record
+            record["earlier"] = env["adopted_from"]
+        atomic_write_json(tmp / "env.json", {**env, "adopted_from": record})
     os.replace(tmp, new)
     shutil.rmtree(old)
     for name in WEIGHT_FILES:     # the store's copies of its weights follow it (restore_weights finds them by hash)
@@ -349,24 +352,45 @@ def _adopt_pre_feature_steps_run(cfg: RunConfig, results_dir=None) -> None:
                                      "with exactly that FD-cls feature network")
 
 
-def _adopt_pre_channel_symmetry_run(cfg: RunConfig, results_dir=None) -> None:
-    """A classifier run finished before augment["channel_shuffle"] and the "symmetries" test-time augmentation
-    existed sits under the hash of the config without them. Where they change nothing (no channel shuffling on
-    this dataset, and "symmetries" giving the same views as "auto"), training and evaluation are the same
-    computation, draw for draw (tests/test_ours.py checks it), so that run is moved to cfg's folder."""
-    if cfg.kind != "classifier" or "channel_shuffle" not in cfg.augment:
-        return
+def _noop_keys(cfg: RunConfig) -> list[tuple[str, str, Any]]:
+    """Keys of a classifier config that change nothing on its dataset and that older runs' configs lack, as
+    (field, key, value the older config had, or None for absent): "auto" channel shuffling where the channels'
+    order matters (it draws nothing then), "symmetries" test-time augmentation where it gives the views of "auto",
+    and our classifier's pool_first=False (its default). tests/test_ours.py checks each is the same computation."""
+    if cfg.kind != "classifier":
+        return []
     info = data.known_info(cfg.dataset)
-    tta = cfg.train.get("tta")
-    if info is None or augment.channel_shuffle_probability(cfg.augment["channel_shuffle"], info) != 0 or \
-            (tta == "symmetries" and augment.tta_views("symmetries", info) != augment.tta_views("auto", info)):
-        return
-    legacy = cfg.replace(augment={k: v for k, v in cfg.augment.items() if k != "channel_shuffle"},
-                         train={**cfg.train, "tta": "auto"} if tta == "symmetries" else cfg.train)
-    if _finished_run_of(legacy, results_dir):
-        _adopt(legacy, cfg, results_dir, f"augment.channel_shuffle {cfg.augment['channel_shuffle']!r} and train.tta "
-                                         f"{tta!r} added: on {cfg.dataset} they change nothing (no channel "
-                                         "shuffling, the same test-time views), so it is the same computation")
+    if info is None:
+        return []
+    out = []
+    shuffle, tta = cfg.augment.get("channel_shuffle"), cfg.train.get("tta")
+    if shuffle is not None and augment.channel_shuffle_probability(shuffle, info) == 0:
+        out.append(("augment", "channel_shuffle", None))
+    if tta == "symmetries" and augment.tta_views(tta, info) == augment.tta_views("auto", info):
+        out.append(("train", "tta", "auto"))
+    if cfg.model == "ours_classifier" and cfg.model_args.get("pool_first") is False:
+        out.append(("model_args", "pool_first", None))
+    return out
+
+
+def _adopt_run_from_before_noop_keys(cfg: RunConfig, results_dir=None) -> None:
+    """A classifier run finished before some keys of its config existed (see _noop_keys) sits under the hash of
+    the config without them. Where they change nothing, training and evaluation are the same computation, draw
+    for draw, so that run is moved to cfg's folder. Any subset of them may be older than the run."""
+    keys = _noop_keys(cfg)
+    for mask in range(1, 2 ** len(keys)):
+        legacy = cfg
+        for i, (field, key, old) in enumerate(keys):
+            if mask >> i & 1:
+                d = {k: v for k, v in getattr(legacy, field).items() if k != key}
+                legacy = legacy.replace(**{field: d if old is None else {**d, key: old}})
+        if _finished_run_of(legacy, results_dir):
+            changed = ", ".join(f"{f}.{k} = {getattr(cfg, f)[k]!r}"
+                                for i, (f, k, _) in enumerate(keys) if mask >> i & 1)
+            _adopt(legacy, cfg, results_dir, f"{changed} added: on {cfg.dataset} this changes nothing (no channel "
+                                             "shuffling, the same test-time views, the default head), so it is the "
+                                             "same computation")
+            return
 
 
 def load_complete(cfg: RunConfig, results_dir: Path | str | None = None) -> RunResult | None:
@@ -376,7 +400,7 @@ def load_complete(cfg: RunConfig, results_dir: Path | str | None = None) -> RunR
     if not d.exists():
         _adopt_pre_feature_steps_run(cfg, results_dir)
     if not d.exists():
-        _adopt_pre_channel_symmetry_run(cfg, results_dir)
+        _adopt_run_from_before_noop_keys(cfg, results_dir)
     if not (d / "metrics.json").exists():
         return None
     try:

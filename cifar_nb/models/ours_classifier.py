@@ -80,16 +80,20 @@ class Residual(nn.Module):
 
 class OursClassifier(nn.Module):
     def __init__(self, num_classes: int = 100, image_size: int = 32, in_channels: int = 3,
-                 widths: tuple[int, int, int] = (24, 32, 64), head_width: int = 128):
+                 widths: tuple[int, int, int] = (24, 32, 64), head_width: int = 128, pool_first: bool = False):
         super().__init__()
         w0, w1, w2 = (int(w) for w in widths)
         if w0 % 2:
             raise ValueError(f"the stem's width must be even (whitening filters and their negatives), got {w0}")
         self.stem = nn.Sequential(nn.Conv2d(in_channels, w0, 3, padding=1, bias=True), nn.GELU(), nn.MaxPool2d(2))
+        # The last stage, the expansion to head_width, is a 1x1 conv at every place before the pool, or (pool_first)
+        # one hidden layer after it, the same weights either way. Pooled first, the last nonlinearity sees the whole
+        # image at once, so it can combine what was found in different places (AddNIST's label: a sum of digits).
         self.stages = nn.Sequential(
             conv_bn_act(w0, w1), Residual(w1), nn.MaxPool2d(2),
             conv_bn_act(w1, w2), Residual(w2), nn.MaxPool2d(2),
             conv_bn_act(w2, head_width, k=1))
+        self.pool_first = bool(pool_first)
         self.pool = nn.AdaptiveAvgPool2d(1)      # any input size: 32x32 CIFAR and 28x28 AddNIST alike
         self.fc = nn.Linear(head_width, num_classes)
         self.feature_dim = head_width
@@ -121,7 +125,9 @@ class OursClassifier(nn.Module):
         conv.bias.copy_((-(w @ mean)).to(conv.bias))
 
     def features(self, x):
-        return self.pool(self.stages(self.stem(x))).flatten(1)
+        if not self.pool_first:
+            return self.pool(self.stages(self.stem(x))).flatten(1)
+        return self.stages[-1](self.pool(self.stages[:-1](self.stem(x)))).flatten(1)
 
     def forward(self, x):
         return self.fc(self.features(x))
