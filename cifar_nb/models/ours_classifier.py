@@ -7,7 +7,8 @@ forward and backward), so that a full run takes about two hours on two CPU cores
     stem     3x3 conv 3 -> 24 at full resolution (with bias), GELU, 2x2 max-pool        32 -> 16 (AddNIST 28 -> 14)
     stage 1  3x3 conv 24 -> 32, BN, GELU; then x + GELU(BN(3x3 conv 32 -> 32(x))); max-pool   16 -> 8
     stage 2  3x3 conv 32 -> 64, BN, GELU; then x + GELU(BN(3x3 conv 64 -> 64(x))); max-pool    8 -> 4
-    head     1x1 conv 64 -> 128, BN, GELU; global average pool; linear 128 -> classes
+    head     global average pool; linear 64 -> 128, BN, GELU (written as a 1x1 conv); linear 128 -> classes
+             (pool_first=True, the recipe's; pool_first=False, the first design, has the 1x1 conv before the pool)
 
 Why this shape:
 - FLOPs go where the pixels are and parameters where the channels are. At 16x16 a 3x3 conv costs 256
@@ -23,8 +24,13 @@ Why this shape:
   the 12 leading principal directions of the training images' 3x3 patches, each scaled by 1/sqrt(its variance),
   and their negatives, so the first layer starts out whitening the input, with the GELU keeping both signs
   (the patch-whitening initialisation of KellerJordan/airbench, here on 3x3 patches and kept trainable).
-- The 1x1 expansion before the pool spends the parameters left under 100,000 (with a 100-class head) on a
-  wider feature for the linear classifier, at 4x4 where it costs almost nothing.
+- The expansion to 128 features spends the parameters left under 100,000 (with a 100-class head) on a wider
+  feature for the linear classifier. It sits after the global pool (pool_first), as one hidden layer: its
+  nonlinearity then sees the whole image at once and can combine what was found in different places, which a
+  label such as AddNIST's (the sum of three digits) needs; before the pool, it can only add up what each place
+  says. Measured at 2,000 steps (seed 0): +2.3 points on AddNIST (88.45 against 86.11 %), -0.3 on the CIFAR-10
+  JPEG stand-in (81.54 against 81.85 %). The weights are the same either way, so the first design's weights
+  load into it.
 
 The recipe (experiments.py, "ours-classifier") is airbench's ideas at our budget: Nesterov SGD with a short
 warm-up and linear decay (torch's OneCycleLR), label smoothing, reflect-padded 2-pixel translations and mirror
@@ -43,9 +49,10 @@ re-measures ours against A's):
     A-classifier                         AddNIST (28x28)    86,525      6.5          19.2         0.82
     B-classifier (dsconv_resnet)         CIFAR-10           90,976     28.8        (101.5) ~86    ~3.7
     E-classifier (mbconv_se)             AddNIST            98,720     12.1        (216.4) ~36    ~1.6
-    ours-classifier                      CIFAR-100          93,828     17.0          49.5         2.13
-    ours-classifier                      CIFAR-10           82,218     16.9          49.5         2.12
-    ours-classifier                      AddNIST            83,508     12.9          37.7         1.62
+    ours-classifier                      CIFAR-100          93,828     16.7          48.8         2.09
+    ours-classifier                      CIFAR-10           82,218     16.7          48.7         2.09
+    ours-classifier                      AddNIST            83,508     12.8          37.3         1.60
+    (the first design, expansion before the pool: 17.0 / 49.5 on CIFAR, 12.9 / 37.7 on AddNIST)
 
 FlopCounterMode counts the backward pass of a grouped (depthwise) convolution as if it were dense (a 32-channel
 depthwise 3x3 conv: 0.15 MFLOP forward, 4.9 "backward"), so B's and E's measured fwd+bwd (in brackets) are far
