@@ -36,6 +36,8 @@ an EMA of G's weights, which is then what is saved as the generator and sampled 
     ema                    None      EMA decay of G's weights (e.g. 0.999; BatchNorm buffers averaged too):
                                      generator.pt holds the average (the trained G as "generator_live"), and
                                      samples, scores and figures come from it
+    d_lr_mult              1.0       D's learning rate as a multiple of the optimizer's (G's): two time-scale
+                                     updates (Heusel et al. 2017), e.g. lr 1e-4 with 4.0
 d_real / d_fake are the mean sigmoid of D's logits whatever the loss (under hinge a score, not a probability).
 
 How it runs is the run's Runtime (cifar_nb.engine.runtime; never part of the config): the caller's (ctx.runtime:
@@ -77,7 +79,7 @@ from cifar_nb.models import build_for_config
 DEFAULTS = dict(real_label=1.0, fake_label=0.0, soft_labels=0.0, noisy_labels=0.0, instance_noise=0.0,
                 instance_noise_decay=1.0, resize=None, interpolation="slerp", fid_samples=10_000,
                 sample_batch=500, log_every=None, compile=False, feature_steps=FEATURE_STEPS, loss="bce",
-                diffaug=None, ema=None)
+                diffaug=None, ema=None, d_lr_mult=1.0)
 STATS = ("loss_d", "loss_g", "d_real", "d_fake")
 LOSSES = ("bce", "hinge")
 LABEL_KNOBS = ("real_label", "fake_label", "soft_labels", "noisy_labels")
@@ -102,6 +104,9 @@ def options(cfg) -> dict:
         raise ValueError(f"the hinge loss has no targets: {', '.join(LABEL_KNOBS)} are BCE knobs and must keep "
                          "their defaults")
     parse_policy(o["diffaug"])      # raises on a policy it does not know
+    if not (isinstance(o["d_lr_mult"], (int, float)) and o["d_lr_mult"] > 0):
+        raise ValueError(f"train['d_lr_mult'] is D's learning rate over G's (the optimizer's lr), a number > 0; "
+                         f"got {o['d_lr_mult']!r}")
     if o["ema"] is not None and not (isinstance(o["ema"], (int, float)) and 0 < o["ema"] < 1):
         raise ValueError(f"train['ema'] is an EMA decay of G's weights in (0, 1), e.g. 0.999, or None; "
                          f"got {o['ema']!r}")
@@ -151,7 +156,9 @@ def setup(cfg, info, device, runtime: Runtime | None = None) -> SimpleNamespace:
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt_g = build_optimizer(model.generator.parameters(), cfg.optimizer)
-    opt_d = build_optimizer(model.discriminator.parameters(), cfg.optimizer)
+    # two time-scale updates (Heusel et al. 2017): D may learn at a multiple of G's rate
+    d_opt = {**cfg.optimizer, "lr": cfg.optimizer["lr"] * o["d_lr_mult"]} if o["d_lr_mult"] != 1 else cfg.optimizer
+    opt_d = build_optimizer(model.discriminator.parameters(), d_opt)
     sched_g, every = build_scheduler(opt_g, cfg.scheduler, cfg.steps)
     sched_d, _ = build_scheduler(opt_d, cfg.scheduler, cfg.steps)
     ema = AveragedModel(model.generator, multi_avg_fn=get_ema_multi_avg_fn(float(o["ema"])), use_buffers=True) \
