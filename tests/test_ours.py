@@ -404,9 +404,20 @@ def test_gan_knobs_default_to_today_and_are_checked():
         assert o["loss"] == "bce" and o["diffaug"] is None and o["ema"] is None
     cfg = experiments.get("ours-generator").config
     for bad in ({"loss": "wasserstein"}, {"loss": "hinge", "real_label": 0.9}, {"diffaug": "rotate"},
-                {"ema": 1.5}):
+                {"ema": 1.5}, {"d_lr_mult": 0}, {"d_lr_mult": "4"}):
         with pytest.raises(ValueError):
             gan.options(cfg.replace(train={**cfg.train, **bad}))
+
+
+def test_two_time_scale_updates_give_d_its_multiple_of_g_s_learning_rate():
+    cfg = experiments.get("ours-generator").make_config(dataset="cifar10-jpeg", steps=10)
+    info = known_info("cifar10-jpeg")
+    same = gan.setup(cfg, info, torch.device("cpu"), Runtime())
+    assert same.opt_d.param_groups[0]["lr"] == same.opt_g.param_groups[0]["lr"] == cfg.optimizer["lr"]
+    ttur = cfg.replace(optimizer={**cfg.optimizer, "lr": 1e-4}, train={**cfg.train, "d_lr_mult": 4.0})
+    s = gan.setup(ttur, info, torch.device("cpu"), Runtime())
+    assert s.opt_g.param_groups[0]["lr"] == 1e-4 and s.opt_d.param_groups[0]["lr"] == pytest.approx(4e-4)
+    assert s.opt_d.param_groups[0]["betas"] == s.opt_g.param_groups[0]["betas"]
 
 
 def test_the_discriminator_s_hinge_loss_falls_on_fixed_real_and_fake_batches():
