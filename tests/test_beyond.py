@@ -91,3 +91,22 @@ def test_ablate_runs_every_variant_and_refuses_what_it_cannot_do(tmp_path, monke
     with pytest.raises(SystemExit):
         cli.main(["ablate", "ours-classifier", "--steps", "0", "--dataset", "cifar10-jpeg"])
     assert "steps must be a positive integer" in capsys.readouterr().err
+
+
+def test_the_targets_table_reads_full_budget_runs_and_says_met_or_not(tmp_path):
+    t = beyond.targets_table(tmp_path)
+    assert [r[-2] for r in t.rows] == ["not measured yet"] * 3
+    ours = experiments.get("ours-classifier").make_config(dataset="addnist")
+    fake_run(tmp_path, ours.replace(seed=0), {"test_acc": 0.95})
+    fake_run(tmp_path, ours.replace(seed=1), {"test_acc": 0.98})       # the mean, 96.5 %, meets 96 %
+    fake_run(tmp_path, ours.replace(seed=2, steps=2_000), {"test_acc": 0.10})    # a reduced run: not counted
+    c = experiments.get("C-generator").make_config(dataset="cifar10-jpeg")
+    fake_run(tmp_path, c, {"fd_cls": 40.0, "sampling_mode": "eval"})
+    fake_run(tmp_path, experiments.get("ours-generator").make_config(dataset="cifar10-jpeg"),
+             {"fd_cls": 30.0, "sampling_mode": "eval"})
+    rows = {(r[0], r[1]): r for r in beyond.targets_table(tmp_path).rows}
+    addnist = rows[("ours-classifier", "AddNIST (regenerated from MNIST)")]
+    assert addnist[4] == "96.50 ± 2.12 %" and addnist[5] == "0, 1" and addnist[6] == "met"
+    gen = rows[("ours-generator", "CIFAR-10 (JPEG stand-in)")]
+    assert gen[3] == "<= 28.00 (70% of C-generator's 40.00)" and gen[6] == "NOT met"      # 30 > 0.7 x 40
+    assert rows[("ours-classifier", "CIFAR-10 (JPEG stand-in)")][6] == "not measured yet"
