@@ -409,6 +409,15 @@ def test_gan_knobs_default_to_today_and_are_checked():
             gan.options(cfg.replace(train={**cfg.train, **bad}))
 
 
+def test_the_discriminator_s_spectral_norm_can_be_switched_off_for_the_ablation():
+    from cifar_nb.models.ours_gan import OursGAN
+    on, off = OursGAN(10, 32), OursGAN(10, 32, d_spectral_norm=False)
+    assert budget.count_params(on) == budget.count_params(off) == 951_580
+    assert any(hasattr(m, "parametrizations") for m in on.discriminator.modules())
+    assert not any(hasattr(m, "parametrizations") for m in off.discriminator.modules())
+    assert off.discriminator(torch.randn(2, 3, 32, 32)).shape == (2,)
+
+
 def test_two_time_scale_updates_give_d_its_multiple_of_g_s_learning_rate():
     cfg = experiments.get("ours-generator").make_config(dataset="cifar10-jpeg", steps=10)
     info = known_info("cifar10-jpeg")

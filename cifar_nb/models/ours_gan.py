@@ -76,16 +76,17 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, widths: tuple[int, ...], in_channels: int = 3, slope: float = 0.2):
+    def __init__(self, widths: tuple[int, ...], in_channels: int = 3, slope: float = 0.2, sn: bool = True):
         super().__init__()
         act = lambda: nn.LeakyReLU(slope, True)   # noqa: E731
-        layers = [spectral_norm(nn.Conv2d(in_channels, widths[0], 3, 1, 1)), act()]
+        norm = spectral_norm if sn else (lambda layer: layer)   # sn=False: plain layers, for the ablation
+        layers = [norm(nn.Conv2d(in_channels, widths[0], 3, 1, 1)), act()]
         for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:])):
-            layers += [spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), act()]
+            layers += [norm(nn.Conv2d(cin, cout, 4, 2, 1)), act()]
             if i < len(widths) - 2:                           # a 3x3 conv at each size but the last
-                layers += [spectral_norm(nn.Conv2d(cout, cout, 3, 1, 1)), act()]
+                layers += [norm(nn.Conv2d(cout, cout, 3, 1, 1)), act()]
         self.body = nn.Sequential(*layers)
-        self.linear = spectral_norm(nn.Linear(widths[-1], 1))
+        self.linear = norm(nn.Linear(widths[-1], 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.body(x).sum(dim=(2, 3))).flatten()
@@ -95,7 +96,8 @@ class OursGAN(LatentGAN):
     """G + D. `num_classes` is accepted (every model takes it) and ignored: this GAN is unconditional."""
 
     def __init__(self, num_classes: int = 100, image_size: int = 32, in_channels: int = 3, latent_dim: int = 128,
-                 g_widths: tuple[int, ...] = (160, 96, 48, 24), d_widths: tuple[int, ...] = (16, 32, 64, 192)):
+                 g_widths: tuple[int, ...] = (160, 96, 48, 24), d_widths: tuple[int, ...] = (16, 32, 64, 192),
+                 d_spectral_norm: bool = True):
         super().__init__()
         g_widths, d_widths = tuple(int(w) for w in g_widths), tuple(int(w) for w in d_widths)
         if len(g_widths) < 2 or len(d_widths) < 2:
@@ -104,4 +106,4 @@ class OursGAN(LatentGAN):
         self.generator = Generator(latent_dim, g_widths, image_size, in_channels)
         self.generator.apply(init_weights)                   # DCGAN's N(0, 0.02) for G (D: spectral norm's own)
         nn.init.normal_(self.generator.project.weight, 0.0, 0.02)
-        self.discriminator = Discriminator(d_widths, in_channels)
+        self.discriminator = Discriminator(d_widths, in_channels, sn=d_spectral_norm)
