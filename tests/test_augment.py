@@ -53,7 +53,7 @@ def test_normalize_and_empty_spec(batch):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ({"hflp": 0.5}, r"unknown augment spec key\(s\) hflp; valid keys: hflip, vflip, crop, pad_mode"),
+    ({"hflp": 0.5}, r"unknown augment spec key\(s\) hflp; valid keys: hflip, vflip, channel_shuffle, crop, pad_mode"),
     ({"affine": {"degree": 5}}, r"unknown augment affine key\(s\) degree; valid keys: degrees, translate"),
     ({"color_jitter": {"bright": 0.2}}, r"unknown augment color_jitter key\(s\) bright; valid keys: brightness"),
     ({"hflip": 1.5}, "augment hflip must be a probability in"),
