@@ -4,7 +4,8 @@
 
 runs every variant at that reduced budget (a labelled check, not a full-budget result), and the "Beyond the
 reports" chapter reads them back by the same configs (`config`), so the table can only show runs that exist.
-A variant is a name and the config keys it changes, written FIELD.KEY as on the command line (--set).
+A variant is a name and the config keys it changes, written FIELD.KEY as on the command line (--set), or a whole
+FIELD (no dot) where a variant is another design rather than one piece taken out.
 """
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ ABLATIONS: dict[str, list[tuple[str, dict, tuple | None]]] = {
         ("first recipe (expansion before the pool, no channel symmetries)",
          {"model_args.pool_first": False, "augment.channel_shuffle": 0, "train.tta": "auto"}, CHANNEL_SYMMETRIC),
     ],
+    "ours-generator": [
+        (FULL_RECIPE, {}, EVERYWHERE),
+        ("no G weight EMA", {"train.ema": None}, EVERYWHERE),
+        ("no DiffAugment (report C's recipe)", {"train.diffaug": None}, EVERYWHERE),
+        # the design this chapter first ran (models/ours_gan.py): a spectrally normalised D without BatchNorm,
+        # the hinge loss, colour in DiffAugment too, batch 64
+        ("first design (SN discriminator, hinge loss, batch 64)",
+         {"model": "ours_gan", "model_args": {}, "batch_size": 64, "augment": {"hflip": "auto"},
+          "train": {"loss": "hinge", "diffaug": "color,translation,cutout", "ema": 0.999,
+                    "feature_steps": experiments.FEATURE_STEPS}}, EVERYWHERE),
+    ],
 }
 
 
@@ -58,6 +70,9 @@ def config(name: str, changes: dict, steps: int, dataset: str, seed: int = 0) ->
     """The recipe of `name` cut to `steps` on `dataset`, with one variant's FIELD.KEY changes applied."""
     cfg = experiments.get(name).make_config(steps=steps, dataset=dataset, seed=seed)
     for dotted, value in changes.items():
+        if "." not in dotted:                     # a whole field
+            cfg = cfg.replace(**{dotted: value})
+            continue
         field_name, key = dotted.split(".", 1)
         cfg = cfg.replace(**{field_name: {**getattr(cfg, field_name), key: value}})
     return cfg

@@ -395,13 +395,17 @@ register(Experiment(
           "94.1%), CIFAR-10 JPEG stand-in >= 90% (reports A and B ~80% there).",
 ))
 register(Experiment(
-    "ours-generator", OURS, "Our GAN: spectrally normalised D, hinge loss, DiffAugment, EMA generator (in budget)",
-    RunConfig(experiment="ours-generator", **dict(_GAN, model="ours_gan"), batch_size=64,
+    "ours-generator", OURS, "Report C's DCGAN trained with DiffAugment and an EMA of G (in budget)",
+    # C's network, optimiser, batch, labels and flips as they are, so the comparison with C-generator isolates the
+    # two remedies: differentiable translation + cutout on every image D sees, and G's weights averaged
+    RunConfig(experiment="ours-generator", **_GAN, batch_size=128,
+              model_args={"latent_dim": 128, "base_width": 32, "d_first_bn": True},
               optimizer={"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]},
-              augment={"hflip": "auto"},
-              train={"loss": "hinge", "diffaug": "color,translation,cutout", "ema": 0.999}),
+              augment={"hflip": 0.5},
+              train={"real_label": 0.9, "fake_label": 0.1, "diffaug": "translation,cutout", "ema": 0.999}),
     claimed_params=None,
-    notes="Ours, not a report's: G 666,907 + D 284,673 = 951,580 parameters. Batch 64, so that one step costs "
-          "about 1.4x report C's DCGAN step at its batch 128 (limit 1.5x). Samples and scores come from the EMA of "
-          "G's weights.",
+    notes="Ours, not a report's: report C's DCGAN (G + D = 595,840 parameters) at C's batch 128 and learning rate, "
+          "with DiffAugment (translation, cutout) on real and fake images and an EMA of G's weights (decay 0.999), "
+          "which is what is sampled and scored. Our first design (a spectrally normalised D with the hinge loss) is "
+          "kept as an ablation: it scored far worse.",
 ))
