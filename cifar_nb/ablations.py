@@ -19,6 +19,7 @@ FULL_RECIPE = "full recipe"
 # the engine's DatasetInfo.channel_order_invariant says the same (tests/test_beyond.py checks they agree).
 EVERYWHERE = None
 CHANNEL_SYMMETRIC = ("addnist",)
+FIRST_GAN_DESIGN = "first design (SN discriminator, hinge loss, batch 64)"
 
 ABLATIONS: dict[str, list[tuple[str, dict, tuple | None]]] = {
     "ours-classifier": [
@@ -42,7 +43,7 @@ ABLATIONS: dict[str, list[tuple[str, dict, tuple | None]]] = {
         ("no DiffAugment (report C's recipe)", {"train.diffaug": None}, EVERYWHERE),
         # the design this chapter first ran (models/ours_gan.py): a spectrally normalised D without BatchNorm,
         # the hinge loss, colour in DiffAugment too, batch 64
-        ("first design (SN discriminator, hinge loss, batch 64)",
+        (FIRST_GAN_DESIGN,
          {"model": "ours_gan", "model_args": {}, "batch_size": 64, "augment": {"hflip": "auto"},
           "train": {"loss": "hinge", "diffaug": "color,translation,cutout", "ema": 0.999,
                     "feature_steps": experiments.FEATURE_STEPS}}, EVERYWHERE),

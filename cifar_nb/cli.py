@@ -163,9 +163,10 @@ def cmd_ablate(args) -> int:
         except runs.RunInterrupted as e:
             print(f"stopped early, checkpoint saved: {e}. Run the same command again to resume.")
             return 3
-        acc = res.metrics.get("test_acc")
-        print(f"{label}: {'reused' if res.reused else 'trained'}, test accuracy "
-              f"{'—' if acc is None else f'{100 * acc:.2f} %'} -> {res.run_dir}")
+        acc, fd = res.metrics.get("test_acc"), res.metrics.get("fd_cls")
+        score = f"FD-cls {'—' if fd is None else f'{fd:.2f}'}" if cfg.kind == "gan" else \
+            f"test accuracy {'—' if acc is None else f'{100 * acc:.2f} %'}"
+        print(f"{label}: {'reused' if res.reused else 'trained'}, {score} -> {res.run_dir}")
     return 0
 
 

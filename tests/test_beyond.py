@@ -47,6 +47,22 @@ def test_the_ablation_table_shows_what_exists_and_labels_the_budget(tmp_path):
     assert "ablate ours-classifier --steps 1000 --dataset cifar10-jpeg" in t.note
 
 
+def test_the_generator_s_ablation_table_reads_fd_cls_and_its_first_design_is_the_old_recipe(tmp_path):
+    todo = dict(ablations.configs("ours-generator", 5_000, "cifar10-jpeg"))
+    fake_run(tmp_path, todo[ablations.FULL_RECIPE], {"fd_cls": 40.0, "kid_mean": 0.02})
+    fake_run(tmp_path, todo["no G weight EMA"], {"fd_cls": 46.5, "kid_mean": 0.03})
+    t = beyond.ablation_table("ours-generator", 5_000, "cifar10-jpeg", results_dir=tmp_path)
+    rows = {r[0]: r for r in t.rows}
+    assert t.columns[2].startswith("FD-cls") and rows["full recipe"][2] == "40.00" and rows["no G weight EMA"][4] == "+6.5"
+    assert rows["no DiffAugment (report C's recipe)"][2] == "not run yet"
+    assert "5,000 of the recipe's 50,000 steps" in t.caption and "lower is better" in t.caption
+    # the first design is a whole other network and recipe: the ablation rebuilds it field by field
+    first = todo["first design (SN discriminator, hinge loss, batch 64)"]
+    assert first.model == "ours_gan" and first.batch_size == 64 and first.model_args == {}
+    assert first.train == {"loss": "hinge", "diffaug": "color,translation,cutout", "ema": 0.999,
+                           "feature_steps": experiments.FEATURE_STEPS}
+
+
 def test_side_by_side_lists_full_budget_runs_on_one_dataset_and_ours_still_to_come(tmp_path):
     a = experiments.get("A-classifier").make_config(dataset="cifar10-jpeg")
     for s, acc in ((0, 0.65), (1, 0.67)):

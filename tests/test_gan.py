@@ -64,8 +64,17 @@ def test_shapes_range_and_errors():
         assert m.discriminator(x).shape == (3,)
         assert m.sample(2, torch.Generator().manual_seed(0)).shape == (2, 3, size, size)
     assert ladder(32, 44) == (176, 88, 44) and ladder(64, 23) == (184, 92, 46, 23)
-    with pytest.raises(ValueError, match="power of two"):
-        DCGAN(image_size=28)
+    # AddNIST's 28x28: made at 32, G's images centre-cropped and D's inputs edge-padded, with the same weights
+    m28, m32 = DCGAN(**REPORT_ARGS["C"], image_size=28), DCGAN(**REPORT_ARGS["C"], image_size=32)
+    x = m28(torch.randn(3, m28.latent_dim))
+    assert x.shape == (3, 3, 28, 28) and m28.discriminator(x).shape == (3,)
+    assert count_params(m28) == count_params(m32) == 595_840
+    m28.load_state_dict(m32.state_dict())
+    z = torch.randn(2, m28.latent_dim)
+    m28.eval(), m32.eval()
+    assert torch.equal(m28(z), m32(z)[..., 2:30, 2:30])
+    with pytest.raises(ValueError, match="too far below a power of two"):
+        DCGAN(image_size=20)
     with pytest.raises(ValueError, match="give 3 widths"):
         DCGAN(image_size=32, widths=(64, 32))
     assert create_model("dcgan", num_classes=10).latent_dim == 110     # defaults: report E's network

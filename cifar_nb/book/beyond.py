@@ -131,28 +131,42 @@ def ablation_runs(name: str, steps: int, dataset: str, seeds=(0,), results_dir=N
 
 
 def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=None, only=None) -> Table:
-    """One row per variant: what it takes out, its test accuracy and the change from the full recipe. `only`:
-    the variants to show (labels), the full recipe always; default: every one that means something here."""
+    """One row per variant: what it changes, its headline score (test accuracy; FD-cls and KID for a GAN) and the
+    change from the full recipe. `only`: the variants to show (labels), the full recipe always; default: every one
+    that means something here."""
+    kind = experiments.get(name).kind
+    metric, extra = HEADLINE[kind][0], HEADLINE[kind][1:2] if kind == "gan" else ()
     found = ablation_runs(name, steps, dataset, seeds, results_dir, only)
-    base = artifacts.aggregate(found[ablations.FULL_RECIPE], "test_acc")["mean"]
+    base = artifacts.aggregate(found[ablations.FULL_RECIPE], metric)["mean"]
     rows = []
     for label, changes in ablations.variants(name, dataset, only):
         rs = found[label]
-        st = artifacts.aggregate(rs, "test_acc")
+        st = artifacts.aggregate(rs, metric)
         what = ", ".join(f"{k} = {v!r}" for k, v in changes.items()) or "—"
         if st["mean"] is None:
-            rows.append([label, what, "not run yet", "—", "—"])
+            rows.append([label, what, "not run yet"] + ["—"] * (len(extra) + 2))
             continue
-        delta = "—" if base is None or label == ablations.FULL_RECIPE else f"{100 * (st['mean'] - base):+.2f}"
-        rows.append([label, what, fmt("test_acc", st["mean"], st["std"]), delta,
-                     ", ".join(str(r.config.seed) for r in rs)])
+        delta = "—"
+        if base is not None and label != ablations.FULL_RECIPE:
+            delta = f"{100 * (st['mean'] - base):+.2f}" if kind == "classifier" else f"{st['mean'] - base:+.1f}"
+        rows.append([label, what, fmt(metric, st["mean"], st["std"])] + [_cell(m, rs) for m in extra]
+                    + [delta, ", ".join(str(r.config.seed) for r in rs)])
     recipe = experiments.get(name).config.steps
-    budget = (f"At full budget ({steps:,} steps)." if steps == recipe else
-              f"A reduced budget, labelled as such: {steps:,} of the recipe's {recipe:,} steps, with the "
-              "learning-rate schedule compressed to fit, so the differences say which pieces matter early, not "
-              "what each is worth at full budget.")
-    caption = (f"Ablations of {name} on {dataset_label(dataset)[0]}, each variant taking one piece out of the "
-               f"recipe. {budget} Δ: percentage points against the full recipe.")
+    if steps == recipe:
+        budget = f"At full budget ({steps:,} steps)."
+    elif kind == "classifier":
+        budget = (f"A reduced budget, labelled as such: {steps:,} of the recipe's {recipe:,} steps, with the "
+                  "learning-rate schedule compressed to fit, so the differences say which pieces matter early, not "
+                  "what each is worth at full budget.")
+    else:
+        budget = (f"A reduced budget, labelled as such: {steps:,} of the recipe's {recipe:,} steps, at the recipe's "
+                  "constant learning rate, so each run is the beginning of a full one; an EMA of G's weights then "
+                  "averages over a larger share of a shorter, less settled run.")
+    unit = "percentage points" if kind == "classifier" else f"{metric_name(metric)} (lower is better)"
+    caption = (f"Ablations of {name} on {dataset_label(dataset)[0]}, each variant changing one piece of the "
+               f"recipe. {budget} Δ: {unit} against the full recipe." + (f" {KID_SCALE_NOTE}" if extra else ""))
     chosen = "".join(f" --only {shlex.quote(label)}" for label in (only or ()))
-    return Table(["variant", "config change", "test accuracy", "Δ (points)", "seeds"], rows, caption=caption,
+    heads = ["variant", "config change", metric_name(metric)] + [metric_name(m) for m in extra] + \
+        ["Δ (points)" if kind == "classifier" else "Δ", "seeds"]
+    return Table(heads, rows, caption=caption,
                  note=f"Run with `python -m cifar_nb ablate {name} --steps {steps} --dataset {dataset}{chosen}`.")

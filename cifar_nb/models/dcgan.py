@@ -10,8 +10,9 @@
 This is the PyTorch DCGAN tutorial's network, which both LabML's implementation (cited by report A) and
 most DCGAN code follow. `widths` are the generator's hidden channels from the latent side down; the
 discriminator uses them reversed. `base_width` b gives the usual doubling ladder, b*2^(L-1) ... 2b, b,
-with L = log2(image_size / 4) hidden layers (3 at 32x32, 4 at 64x64). The discriminator returns a logit;
-the reports' final sigmoid is folded into the loss (BCEWithLogits = sigmoid + BCE, stable in bf16), and
+with L = log2(image_size / 4) hidden layers (3 at 32x32, 4 at 64x64). A size just below a power of two
+(AddNIST's 28) is made at that power (32): G's images are centre-cropped, D's inputs edge-padded, with the same
+weights. The discriminator returns a logit; the reports' final sigmoid is folded into the loss (BCEWithLogits = sigmoid + BCE, stable in bf16), and
 `D(x) = sigmoid(logit)` is what the trainer logs and uses as a score.
 
 How each report's network was pinned down (G + D trainable parameters):
@@ -44,6 +45,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 # The three reports' networks, as model_args (also what experiments.py uses).
 REPORT_ARGS = {
@@ -74,7 +76,7 @@ def init_weights(m: nn.Module) -> None:
 
 
 class Generator(nn.Sequential):
-    def __init__(self, latent_dim: int, widths: tuple[int, ...], out_channels: int = 3):
+    def __init__(self, latent_dim: int, widths: tuple[int, ...], out_channels: int = 3, crop: int = 0):
         layers, c = [], latent_dim
         for i, w in enumerate(widths):
             stride, pad = (1, 0) if i == 0 else (2, 1)      # 1x1 -> 4x4, then doubling
@@ -82,14 +84,16 @@ class Generator(nn.Sequential):
             c = w
         layers += [nn.ConvTranspose2d(c, out_channels, 4, 2, 1, bias=False), nn.Tanh()]
         super().__init__(*layers)
-        self.latent_dim = latent_dim
+        self.latent_dim, self.crop = latent_dim, crop
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return super().forward(z.reshape(len(z), self.latent_dim, 1, 1))
+        x = super().forward(z.reshape(len(z), self.latent_dim, 1, 1))
+        c = self.crop
+        return x[..., c:x.shape[-2] - c, c:x.shape[-1] - c] if c else x
 
 
 class Discriminator(nn.Sequential):
-    def __init__(self, widths: tuple[int, ...], in_channels: int = 3, first_bn: bool = False):
+    def __init__(self, widths: tuple[int, ...], in_channels: int = 3, first_bn: bool = False, pad: int = 0):
         layers, c = [], in_channels
         for i, w in enumerate(widths):
             layers.append(nn.Conv2d(c, w, 4, 2, 1, bias=False))
@@ -99,8 +103,11 @@ class Discriminator(nn.Sequential):
             c = w
         layers.append(nn.Conv2d(c, 1, 4, 1, 0, bias=False))    # 4x4 -> 1x1: one logit per image
         super().__init__(*layers)
+        self.pad = pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad:
+            x = F.pad(x, (self.pad,) * 4, mode="replicate")
         return super().forward(x).flatten()
 
 
@@ -125,14 +132,23 @@ class DCGAN(LatentGAN):
                  latent_dim: int = 110, base_width: int = 44, widths: tuple[int, ...] | None = None,
                  d_first_bn: bool = False):
         super().__init__()
+        # a size between powers of two (AddNIST's 28) is made at the next one up: G's images centre-cropped, D's
+        # inputs edge-padded back; no weight changes, so the parameter count is the same
+        made = 2 ** math.ceil(math.log2(image_size)) if image_size >= 8 else image_size
+        if made - image_size > made // 4:
+            raise ValueError(f"DCGAN image_size {image_size} is too far below a power of two ({made}): resize the "
+                             "data with train={'resize': 32} (or 64) and pass model_args={'image_size': ...}")
         if widths is None:
-            widths = ladder(image_size, base_width)
+            widths = ladder(made, base_width)
         widths = tuple(int(w) for w in widths)
-        if ladder(image_size, 1) != tuple(2 ** i for i in reversed(range(len(widths)))):
+        if ladder(made, 1) != tuple(2 ** i for i in reversed(range(len(widths)))):
             raise ValueError(f"{len(widths)} hidden widths make {4 * 2 ** len(widths)}x{4 * 2 ** len(widths)} "
-                             f"images, not {image_size}x{image_size}; give {len(ladder(image_size, 1))} widths")
+                             f"images, not {made}x{made}; give {len(ladder(made, 1))} widths")
         self.latent_dim, self.image_size, self.channels, self.widths = latent_dim, image_size, in_channels, widths
-        self.generator = Generator(latent_dim, widths, in_channels)
-        self.discriminator = Discriminator(widths[::-1], in_channels, d_first_bn)
+        if (made - image_size) % 2:
+            raise ValueError(f"DCGAN image_size {image_size}: {made} - {image_size} must be even to crop centrally")
+        border = (made - image_size) // 2
+        self.generator = Generator(latent_dim, widths, in_channels, crop=border)
+        self.discriminator = Discriminator(widths[::-1], in_channels, d_first_bn, pad=border)
         self.apply(init_weights)
 
