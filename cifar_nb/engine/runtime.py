@@ -26,7 +26,7 @@ from cifar_nb.models import MODELS
 #   C-generator     dcgan, batch 128:     fp32 293/396, bf16 148/274/154/179, bf16+cl 180/139/157, bf16+compile 138
 #   E-generator     dcgan, batch 256:     fp32 1068/1033, bf16 709/821/715/696, bf16+cl 591/502/615, bf16+compile 519
 #   A-generator     dcgan 64x64, b. 128:  fp32 832/916, bf16 556/596/600/671, bf16+cl 491/451/489, bf16+compile 541
-#   ours-generator  ours_gan, batch 64:   fp32 365/340, bf16 207/299/192/206, bf16+cl 199/206/200, bf16+compile 187
+#   ours (1st)      ours_gan, batch 64:   fp32 365/340, bf16 207/299/192/206, bf16+cl 199/206/200, bf16+compile 187
 #   B-generator     unet_ddpm, batch 256: fp32 54,526, bf16 28,212, bf16+cl 19,405, bf16+compile 15,470 (+6 min compile)
 # bf16 won on every family; channels_last won on every DCGAN repeat, tied on ours_gan and won on the U-Net. compile
 # gained within the noise (or lost: A) and costs minutes of compiling (U-Net ~6, GANs ~1.5) at every start and

@@ -6,9 +6,10 @@ as BCEWithLogits on D's logits, which is sigmoid + BCE in one numerically stable
 autocast); the generator uses the usual non-saturating target 1 for its fakes (ganhacks' "flip the
 labels when training G"); `noisy_labels` is the other kind of flipping, some of D's targets swapped.
 G and D get their own optimiser built from cfg.optimizer (the reports: Adam, betas (0.5, 0.999)) and
-their own scheduler from cfg.scheduler (report A: StepLR). Our GAN (models/ours_gan.py) sets three more knobs:
-the hinge loss, DiffAugment on every image D sees (real and fake, in both updates; engine/augment/diffaug.py) and
-an EMA of G's weights, which is then what is saved as the generator and sampled and scored.
+their own scheduler from cfg.scheduler (report A: StepLR). Our GAN (ours-generator) adds two knobs to report C's
+recipe: DiffAugment on every image D sees (real and fake, in both updates; engine/augment/diffaug.py) and an EMA of
+G's weights, which is then what is saved as the generator and sampled and scored; its first design
+(models/ours_gan.py, now an ablation) also used the hinge loss.
 
     cfg.train keys         default   meaning
     real_label             1.0       D's target for real images (report C's "adjusted labels": 0.9)
