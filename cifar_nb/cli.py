@@ -175,7 +175,7 @@ def cmd_score(args) -> int:
     cfg = config_from_flags(exp, args).replace(seed=args.seed)
     scores = runs.score(cfg, device=resolve_device(args.device), data_root=args.data_root,
                         results_dir=args.results_dir, n_samples=args.samples, fid_weights=args.fid_weights,
-                        sampling_mode=args.sampling_mode,
+                        sampling_mode=args.sampling_mode, weights=args.weights,
                         runtime=default_runtime(cfg.model, resolve_device(args.device), fp32=True) if args.fp32 else None)
     shown = {k: v for k, v in scores.items() if isinstance(v, (int, float, str)) or v is None}
     print(json.dumps(shown, indent=2, sort_keys=True))
@@ -344,6 +344,9 @@ def _main(argv: list[str] | None = None) -> int:
     q.add_argument("--sampling-mode", choices=["eval", "train"], default="eval",
                    help="GANs: BatchNorm with running statistics (eval, ours) or each batch's own (train, as the "
                         "DCGAN tutorial samples)")
+    q.add_argument("--weights", choices=["average", "live"], default="average",
+                   help="a GAN trained with an EMA of G: sample the average (default, as training scored it) or the "
+                        "trained G's own weights, to measure what the average adds")
     q.add_argument("--fp32", action="store_true", help="sample in plain fp32 eager (default: the measured fast path)")
     q.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
     q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")

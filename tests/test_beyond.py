@@ -126,3 +126,18 @@ def test_the_targets_table_reads_full_budget_runs_and_says_met_or_not(tmp_path):
     gen = rows[("ours-generator", "CIFAR-10 (JPEG stand-in)")]
     assert gen[3] == "<= 28.00 (70% of C-generator's 40.00)" and gen[6] == "NOT met"      # 30 > 0.7 x 40
     assert rows[("ours-classifier", "CIFAR-10 (JPEG stand-in)")][6] == "not measured yet"
+
+
+def test_the_weight_average_table_sets_each_full_run_s_average_against_its_live_weights(tmp_path):
+    import json
+    from cifar_nb.engine import artifacts
+    cfg = experiments.get("ours-generator").make_config(dataset="cifar10-jpeg")
+    r = fake_run(tmp_path, cfg, {"fd_cls": 30.0, "fd_cls_samples": 10_000})
+    fake_run(tmp_path, cfg.replace(seed=1), {"fd_cls": 33.0, "fd_cls_samples": 10_000})
+    live = artifacts.scored_dir(r.run_dir, 10_000, "eval", "live")
+    assert live.name == "10000-samples-live-weights"
+    live.mkdir(parents=True)
+    (live / "scores.json").write_text(json.dumps({"fd_cls": 36.5, "weights": "live"}))
+    t = beyond.weight_average_table("ours-generator", "cifar10-jpeg", results_dir=tmp_path)
+    assert [row[1:] for row in t.rows] == [[0, "30.00", "36.50", "-6.5"], [1, "33.00", "not scored yet", "—"]]
+    assert "--weights live" in t.note

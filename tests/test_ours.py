@@ -505,6 +505,11 @@ def test_ours_generator_samples_and_saves_its_ema(tiny_data, fake_eval, tmp_path
     z = torch.randn(4, handle.latent_shape[0])
     with torch.no_grad(), handle.runtime.autocast("cpu"):     # the same runtime as the handle's decode
         assert torch.equal(handle.decode(z), seen["G"](z).float().clamp(-1, 1))
+    # the trained G's own weights, on request, to measure what the average adds
+    live = gan.load_handle(cfg, res.run_dir / "generator.pt", "cpu", weights="live").G.state_dict()
+    assert all(torch.equal(live[k], saved["generator_live"][k]) for k in live)
+    with pytest.raises(ValueError, match="weights must be one of"):
+        gan.load_handle(cfg, res.run_dir / "generator.pt", "cpu", weights="ema")
 
 
 def test_ours_generator_resumes_to_the_same_weights(tiny_data, fake_eval, tmp_path):

@@ -67,6 +67,23 @@ def test_scoring_refuses_clearly_without_a_run_or_its_weights(tiny_data, stub_fe
     assert "not a generator" in capsys.readouterr().err
 
 
+def test_a_gan_with_an_ema_is_scored_from_its_live_weights_on_request(tiny_data, stub_features, tmp_path):
+    ema = tiny_gan(train={"fid_samples": 16, "ema": 0.9})
+    res = runs.run(ema, results_dir=tmp_path, progress=False)
+    live = runs.score(ema, results_dir=tmp_path, progress=False, weights="live")
+    average = runs.score(ema, results_dir=tmp_path, progress=False)
+    assert average["fd_cls"] == pytest.approx(res.metrics["fd_cls"], rel=1e-6)     # the average: as training
+    assert live["fd_cls"] != average["fd_cls"] and live["weights"] == "live"
+    out = res.run_dir / "scored" / "16-samples-live-weights" / "scores.json"
+    assert json.loads(out.read_text())["fd_cls"] == live["fd_cls"]
+    plain = tiny_gan(train={"fid_samples": 16})                   # no EMA: the live weights are the only ones
+    runs.run(plain, results_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="holds no live generator"):
+        runs.score(plain, results_dir=tmp_path, progress=False, weights="live")
+    with pytest.raises(ValueError, match="for a GAN trained with an EMA"):
+        runs.score(tiny_ddpm(), results_dir=tmp_path, progress=False, weights="live")
+
+
 def test_train_mode_sampling_uses_batch_statistics_and_leaves_the_model_alone(tiny_data, stub_features, tmp_path):
     from cifar_nb.engine.train import gan
     cfg = tiny_gan(train={**E_TRICKS, "fid_samples": 16})

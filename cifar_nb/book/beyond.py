@@ -3,9 +3,11 @@ protocol, and the ablations of our recipe. Every cell comes from finished runs i
 
     side_by_side("classifier", "addnist")            # every full-budget classifier run on AddNIST, ours included
     ablation_table("ours-classifier", 1_000, "cifar10-jpeg")   # ablations.py's variants at a reduced budget
+    weight_average_table("ours-generator", "cifar10-jpeg")     # G's EMA against its live weights, full budget
 """
 from __future__ import annotations
 
+import json
 import shlex
 
 from cifar_nb import ablations, budget, experiments
@@ -170,3 +172,29 @@ def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=
         ["Δ (points)" if kind == "classifier" else "Δ", "seeds"]
     return Table(heads, rows, caption=caption,
                  note=f"Run with `python -m cifar_nb ablate {name} --steps {steps} --dataset {dataset}{chosen}`.")
+
+
+def weight_average_table(name: str, dataset: str, variants=(ablations.FULL_RECIPE,), seeds=(0, 1, 2),
+                         results_dir=None) -> Table:
+    """What the EMA of G's weights adds at full budget, read from the same runs: each full-budget run of the
+    variants (ablations.py labels) scored from the average, as training scored it, and from the trained G's own
+    weights (`python -m cifar_nb score <name> --weights live`, in <run_dir>/scored/<n>-samples-live-weights/)."""
+    steps = experiments.get(name).config.steps
+    found = ablation_runs(name, steps, dataset, seeds, results_dir,
+                          only=[v for v in variants if v != ablations.FULL_RECIPE])
+    rows = []
+    for label in variants:
+        for r in found[label]:
+            n = r.metrics.get("fd_cls_samples") or r.config.train.get("fid_samples", 10_000)
+            path = artifacts.scored_dir(r.run_dir, n, "eval", "live") / "scores.json"
+            live = json.loads(path.read_text()) if path.exists() else None
+            avg = r.metrics.get("fd_cls")
+            rows.append([label, r.config.seed, fmt("fd_cls", avg),
+                         "not scored yet" if live is None else fmt("fd_cls", live["fd_cls"]),
+                         "—" if live is None or avg is None else f"{avg - live['fd_cls']:+.1f}"])
+    caption = (f"{name} at full budget ({steps:,} steps) on {dataset_label(dataset)[0]}: FD-cls of the same run's "
+               "generator sampled from the exponential moving average of its weights (what training scores and the "
+               "book shows) and from the trained generator's own final weights, each from the same number of "
+               "images. Δ: the average's FD-cls minus the live weights' (negative: the average is better).")
+    return Table(["variant", "seed", "FD-cls, weight average", "FD-cls, live weights", "Δ"], rows, caption=caption,
+                 note=f"Score the live weights with `python -m cifar_nb score {name} --seed <seed> --weights live`.")

@@ -207,10 +207,12 @@ def run_dir(cfg: RunConfig, results_dir: Path | str | None = None) -> Path:
     return Path(results_dir or results_root()) / cfg.experiment / cfg.hash
 
 
-def scored_dir(run_dir: Path, n_samples: int, sampling_mode: str = "eval") -> Path:
+def scored_dir(run_dir: Path, n_samples: int, sampling_mode: str = "eval", weights: str = "average") -> Path:
     """Where `python -m cifar_nb score` puts a finished generator's scores from n_samples images sampled in that
-    mode: <run_dir>/scored/<n>-samples[-<mode>-mode]/ (eval mode, the training-time one, has no suffix)."""
-    suffix = "" if sampling_mode == "eval" else f"-{sampling_mode}-mode"
+    mode: <run_dir>/scored/<n>-samples[-<mode>-mode][-live-weights]/ (eval mode and, for a GAN trained with an
+    EMA of G, the average, both as training scored, have no suffix)."""
+    suffix = ("" if sampling_mode == "eval" else f"-{sampling_mode}-mode") + ("" if weights == "average" else
+                                                                               f"-{weights}-weights")
     return Path(run_dir) / "scored" / f"{n_samples}-samples{suffix}"
 
 

@@ -165,34 +165,39 @@ def feature_net_for(cfg: RunConfig, device="cpu", data_root=None, results_dir=No
 
 
 def score(cfg: RunConfig, device="cpu", data_root=None, results_dir=None, n_samples: int | None = None,
-          fid_weights=None, progress: bool = True, sampling_mode: str = "eval", runtime=None) -> dict:
+          fid_weights=None, progress: bool = True, sampling_mode: str = "eval", runtime=None,
+          weights: str = "average") -> dict:
     """Score a finished generator run again from its saved weights, without retraining: FD-cls and KID always,
     FID where the Inception weights and the CIFAR-100 test set are here, and the figures. Everything goes to
-    <run_dir>/scored/<n>-samples[-train-mode]/ (scores.json last); the training artifacts are never touched.
+    <run_dir>/scored/<n>-samples[-train-mode][-live-weights]/ (scores.json last); the training artifacts are never
+    touched.
     The scoring code is the one training runs at its end (metrics.evaluate_generator); `runtime` (precision,
     layout) defaults to the measured default for the network on `device`, and scores.json records it."""
     if cfg.kind not in GENERATOR_KINDS:
         raise ValueError(f"{cfg.experiment} is a {cfg.kind}, not a generator: only generators are scored")
+    if weights != "average" and cfg.kind != "gan":
+        raise ValueError(f"weights={weights!r} is for a GAN trained with an EMA of G; {cfg.experiment} is a {cfg.kind}")
     res = load_complete(cfg, results_dir)
     if res is None:
         raise ValueError(f"{cfg.experiment} seed {cfg.seed} has no finished run in {run_dir(cfg, results_dir)}: train "
                          f"it first (python -m cifar_nb run {cfg.experiment} --seed {cfg.seed})")
-    weights = res.run_dir / "generator.pt"
-    if not weights.exists():
-        raise FileNotFoundError(f"{weights} is missing: generator weights are not kept in git. Train the run here "
+    weights_file = res.run_dir / "generator.pt"
+    if not weights_file.exists():
+        raise FileNotFoundError(f"{weights_file} is missing: generator weights are not kept in git. Train the run here "
                                 f"(python -m cifar_nb run {cfg.experiment} --seed {cfg.seed} --force), or bring "
                                 "them back from the machine that trained it (python -m cifar_nb lease unpack)")
     device = torch.device(device)
-    handle = train.handle_loader_for(cfg.kind)(cfg, weights, device, sampling_mode, runtime=runtime)
+    which = {"weights": weights} if weights != "average" else {}
+    handle = train.handle_loader_for(cfg.kind)(cfg, weights_file, device, sampling_mode, runtime=runtime, **which)
     n = n_samples or cfg.train.get("fid_samples", 10_000)
-    out = scored_dir(res.run_dir, n, sampling_mode)
+    out = scored_dir(res.run_dir, n, sampling_mode, weights)
     feature_net = feature_net_for(cfg, device, data_root, results_dir, progress)
     scores = evaluate_generator(handle, dataset=cfg.dataset, run_dir=out, data_root=data_root, device=device,
                                 seed=cfg.seed, progress=progress, n_samples=n, feature_net=feature_net,
                                 inception_weights=fid_weights, interpolation=cfg.train.get("interpolation", "slerp"),
                                 batch_size=handle.batch_size)
     scores = dict(scores, run=cfg.hash, experiment=cfg.experiment, seed=cfg.seed, samples=n,
-                  generator_sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
+                  generator_sha256=hashlib.sha256(weights_file.read_bytes()).hexdigest(), weights=weights,
                   scored_with=git_commit(), scored_on=environment_record(device)["date"],
                   runtime=handle.runtime.as_record())
     atomic_write_json(out / "scores.json", scores)

@@ -348,14 +348,24 @@ def train(ctx) -> dict:
     return metrics
 
 
-def load_handle(cfg, path, device, sampling_mode: str = "eval", runtime: Runtime | None = None) -> GANGenerator:
+WEIGHTS = ("average", "live")
+
+
+def load_handle(cfg, path, device, sampling_mode: str = "eval", runtime: Runtime | None = None,
+                weights: str = "average") -> GANGenerator:
     """A finished run's generator (and its discriminator, which ranks the cherry-picked samples) from
     <run_dir>/generator.pt, as the handle training scored it with, under `runtime` (default: the measured
-    default for cfg.model on `device`)."""
+    default for cfg.model on `device`). weights="live": a run trained with an EMA of G sampled from the trained
+    G's own weights instead of the average (what the average adds is the difference)."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     o, saved = options(cfg), torch.load(path, map_location="cpu", weights_only=True)
+    if weights == "live" and "generator_live" not in saved:
+        raise ValueError(f"{path} holds no live generator: the run kept no EMA of G (train['ema'] is None), so its "
+                         "generator is the live one already; score it with the default weights")
     rt = runtime or default_runtime(cfg.model, device)
     model = build_for_config(cfg, saved["num_classes"], saved["image_size"], saved["in_channels"])
-    model.generator.load_state_dict(saved["state_dict"])
+    model.generator.load_state_dict(saved["generator_live" if weights == "live" else "state_dict"])
     model.discriminator.load_state_dict(saved["discriminator"])
     return GANGenerator(model.to(device, memory_format=rt.memory_format), saved["num_classes"], device,
                         o["sample_batch"], sampling_mode=sampling_mode, runtime=rt)
