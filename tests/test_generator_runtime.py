@@ -27,7 +27,8 @@ def no_env(monkeypatch):
 
 def test_every_generator_family_has_a_measured_cpu_default(no_env, monkeypatch):
     families = {experiments.get(n).config.model for n in experiments.names("gan") + experiments.names("diffusion")}
-    assert families == {"dcgan", "ours_gan", "unet_ddpm"}
+    assert families == {"dcgan", "unet_ddpm"}
+    families.add("ours_gan")                    # ours-generator's first design, run as an ablation
     assert families <= set(runtime.GENERATOR_CPU_FAST) <= set(runtime.CPU_FAST)
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     for f in families:
