@@ -10,9 +10,8 @@
 This is the PyTorch DCGAN tutorial's network, which both LabML's implementation (cited by report A) and
 most DCGAN code follow. `widths` are the generator's hidden channels from the latent side down; the
 discriminator uses them reversed. `base_width` b gives the usual doubling ladder, b*2^(L-1) ... 2b, b,
-with L = log2(image_size / 4) hidden layers (3 at 32x32, 4 at 64x64). A size just below a power of two
-(AddNIST's 28) is made at that power (32): G's images are centre-cropped, D's inputs edge-padded, with the same
-weights. The discriminator returns a logit; the reports' final sigmoid is folded into the loss (BCEWithLogits = sigmoid + BCE, stable in bf16), and
+with L = log2(image_size / 4) hidden layers (3 at 32x32, 4 at 64x64). The discriminator returns a logit;
+the reports' final sigmoid is folded into the loss (BCEWithLogits = sigmoid + BCE, stable in bf16), and
 `D(x) = sigmoid(logit)` is what the trainer logs and uses as a score.
 
 How each report's network was pinned down (G + D trainable parameters):
