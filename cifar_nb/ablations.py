@@ -41,6 +41,11 @@ ABLATIONS: dict[str, list[tuple[str, dict, tuple | None]]] = {
         (FULL_RECIPE, {}, EVERYWHERE),
         ("no G weight EMA", {"train.ema": None}, EVERYWHERE),
         ("no DiffAugment (report C's recipe)", {"train.diffaug": None}, EVERYWHERE),
+        # the two suspects of the full recipe's collapse (D pinned at its 0.9/0.1 targets from ~13k steps):
+        # a discriminator that learns too fast, and two-sided label smoothing (Salimans et al. 2016 warn
+        # against smoothing the fake label)
+        ("D at half the learning rate", {"train.d_lr_mult": 0.5}, EVERYWHERE),
+        ("labels 1/0 (no label smoothing)", {"train.real_label": 1.0, "train.fake_label": 0.0}, EVERYWHERE),
         # the design this chapter first ran (models/ours_gan.py): a spectrally normalised D without BatchNorm,
         # the hinge loss, colour in DiffAugment too, batch 64
         (FIRST_GAN_DESIGN,
