@@ -179,8 +179,9 @@ beyond.weight_average_table("ours-generator", "cifar10-jpeg",
 #   close to report C's own run, and its weight average scored a little better than its live weights: on a run
 #   that trains well, the average is worth keeping;
 # - with DiffAugment kept and the discriminator's learning rate halved, the run did not collapse either, but it
-#   ended behind the run without DiffAugment. Slowing the discriminator is what rescues the augmented run, which
-#   says that the augmented discriminator overpowered the generator, rather than memorised the training images;
+#   ended behind the run without DiffAugment in FD-cls, and level with it in KID. Slowing the discriminator is
+#   what rescues the augmented run, which says that the augmented discriminator overpowered the generator, rather
+#   than memorised the training images. Here the weight average helps clearly;
 # - with DiffAugment kept and the labels set to 1 and 0 instead of report C's 0.9 and 0.1, the table says what
 #   became of the run (a row marked "not run yet" is still to come).
 #

@@ -197,4 +197,5 @@ def weight_average_table(name: str, dataset: str, variants=(ablations.FULL_RECIP
                "book shows) and from the trained generator's own final weights, each from the same number of "
                "images. Δ: the average's FD-cls minus the live weights' (negative: the average is better).")
     return Table(["variant", "seed", "FD-cls, weight average", "FD-cls, live weights", "Δ"], rows, caption=caption,
-                 note=f"Score the live weights with `python -m cifar_nb score {name} --seed <seed> --weights live`.")
+                 note=f"Score the live weights with `python -m cifar_nb score {name} --seed <seed> --weights live`, and a "
+                      "variant's by adding its config changes, each as `--set FIELD.KEY=VALUE` (VALUE as JSON).")
