@@ -34,9 +34,6 @@ from cifar_nb import ablations
 from cifar_nb.book import beyond, chapter, plots, report
 
 P, runs = chapter.start(globals(), "ours-classifier", "ours-generator", "C-generator")
-# the generator's variants run at full budget on the stand-in (ablations.py labels)
-FULL_BUDGET_GAN_VARIANTS = ["no DiffAugment (report C's recipe)", "D at half the learning rate",
-                            "labels 1/0 (no label smoothing)", ablations.FIRST_GAN_DESIGN]
 
 # %% [markdown]
 # ## The classifier: what we chose, and why
@@ -155,7 +152,7 @@ beyond.ablation_table("ours-generator", 5_000, "cifar10-jpeg",
 # The full budget, below, turns the first finding around: a short run is no guide to which additions help.
 
 # %% tags=["full-width"]
-beyond.ablation_table("ours-generator", 50_000, "cifar10-jpeg", only=FULL_BUDGET_GAN_VARIANTS)
+beyond.ablation_table("ours-generator", 50_000, "cifar10-jpeg", only=beyond.GAN_VARIANTS_AT_FULL_BUDGET)
 
 # %% [markdown]
 # What the average of the generator's weights adds at full budget needs no run of its own: each full-budget run
@@ -163,7 +160,7 @@ beyond.ablation_table("ours-generator", 50_000, "cifar10-jpeg", only=FULL_BUDGET
 
 # %% tags=["full-width"]
 beyond.weight_average_table("ours-generator", "cifar10-jpeg",
-                            variants=(ablations.FULL_RECIPE, *FULL_BUDGET_GAN_VARIANTS))
+                            variants=(ablations.FULL_RECIPE, *beyond.GAN_VARIANTS_AT_FULL_BUDGET))
 
 # %% [markdown]
 # At full budget the recipe did far worse than at 5,000 steps, and far worse than report C's DCGAN without
@@ -203,7 +200,7 @@ plots.plot_history(runs["ours-generator"], keys=("d_real", "d_fake"), ylabel="me
 
 # %% mystnb={"figure": {"caption": "ours-generator and its full-budget variants on the stand-in (seed 0): the discriminator's mean sigmoid output on generated images, per logged step.", "name": "fig-beyond-d-fake-variants"}}
 plots.plot_comparison({label: found for label, found in beyond.ablation_runs(
-    "ours-generator", 50_000, "cifar10-jpeg", only=FULL_BUDGET_GAN_VARIANTS[:-1]).items() if found},
+    "ours-generator", 50_000, "cifar10-jpeg", only=beyond.GAN_VARIANTS_AT_FULL_BUDGET[:-1]).items() if found},
     key="d_fake", ylabel="mean D(G(z))", title="ours-generator variants: D on generated images")
 
 # %% [markdown]

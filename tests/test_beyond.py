@@ -141,3 +141,10 @@ def test_the_weight_average_table_sets_each_full_run_s_average_against_its_live_
     t = beyond.weight_average_table("ours-generator", "cifar10-jpeg", results_dir=tmp_path)
     assert [row[1:] for row in t.rows] == [[0, "30.00", "36.50", "-6.5"], [1, "33.00", "not scored yet", "—"]]
     assert "--weights live" in t.note
+
+
+def test_the_generator_variants_the_chapter_shows_at_full_budget_are_registered_ablations():
+    todo = [label for label, _ in ablations.variants("ours-generator", "cifar10-jpeg",
+                                                      only=beyond.GAN_VARIANTS_AT_FULL_BUDGET)]
+    assert todo == [ablations.FULL_RECIPE, *beyond.GAN_VARIANTS_AT_FULL_BUDGET]
+    assert beyond.GAN_VARIANTS_AT_FULL_BUDGET[-1] == ablations.FIRST_GAN_DESIGN   # left out of the sigmoid plots

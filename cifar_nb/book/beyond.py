@@ -21,6 +21,12 @@ from cifar_nb.engine.artifacts import RunResult
 HEADLINE = {"classifier": ("test_acc", "best_test_acc", "train_acc"), "gan": ("fd_cls", "kid_mean")}
 
 
+# The generator's variants this chapter shows at full budget (ablations.py labels): the two suspects of the recipe's
+# collapse, the recipe without DiffAugment, and the first design; the last is a different loss, left out of the
+# plots of D's sigmoid outputs.
+GAN_VARIANTS_AT_FULL_BUDGET = ("no DiffAugment (report C's recipe)", "D at half the learning rate",
+                               "labels 1/0 (no label smoothing)", ablations.FIRST_GAN_DESIGN)
+
 def full_budget_runs(name: str, dataset: str, results_dir=None) -> list[RunResult]:
     """The finished runs of `name` at its recipe's full budget on `dataset` (one config, every seed found)."""
     exp = experiments.get(name)
