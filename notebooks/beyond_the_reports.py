@@ -185,9 +185,10 @@ beyond.weight_average_table("ours-generator", "cifar10-jpeg",
 #   than the gap between two runs of the same training (below), though still short of the target we set.
 #
 # So DiffAugment does not break report C's discriminator on its own: it collapses the run together with report
-# C's label values and its full learning rate, and changing either one is enough for the run to train. Smoothing
-# the label of generated images, which report C does and which Salimans et al. advise against
-# {cite:p}`salimans2016improved`, is the change that helps most. Each row is one run at seed 0, and a gap of a few
+# C's label values and its full learning rate, and changing either one is enough for the run to train. Going back
+# to labels 1 and 0 is the change that helps most; report C's values smooth the label of generated images as well
+# as that of real ones, which Salimans et al. advise against {cite:p}`salimans2016improved`, and this one run does
+# not say which of the two smoothings does the harm. Each row is one run at seed 0, and a gap of a few
 # FD-cls points between two rows is within what a second run of the same training moves: report C's run (the
 # side-by-side table) and our run without DiffAugment train the same generator, one in fp32 and one in bf16, and
 # their final weights score a few points apart (the live-weights column). Which recipe is best at full budget is a
