@@ -20,6 +20,8 @@ FULL_RECIPE = "full recipe"
 EVERYWHERE = None
 CHANNEL_SYMMETRIC = ("addnist",)
 FIRST_GAN_DESIGN = "first design (SN discriminator, hinge loss, batch 64)"
+# report C's training as it is, but for the EMA of G, which the recipe adds beside DiffAugment
+NO_DIFFAUGMENT = "no DiffAugment (report C's training, with the EMA)"
 
 ABLATIONS: dict[str, list[tuple[str, dict, tuple | None]]] = {
     "ours-classifier": [
@@ -40,7 +42,7 @@ ABLATIONS: dict[str, list[tuple[str, dict, tuple | None]]] = {
     "ours-generator": [
         (FULL_RECIPE, {}, EVERYWHERE),
         ("no G weight EMA", {"train.ema": None}, EVERYWHERE),
-        ("no DiffAugment (report C's recipe)", {"train.diffaug": None}, EVERYWHERE),
+        (NO_DIFFAUGMENT, {"train.diffaug": None}, EVERYWHERE),
         # the two suspects of the full recipe's collapse (D pinned at its 0.9/0.1 targets from ~13k steps):
         # a discriminator that learns too fast, and two-sided label smoothing (Salimans et al. 2016 warn
         # against smoothing the fake label)

@@ -1,5 +1,6 @@
 """Generator evaluation: interpolation maths, torch-fidelity plumbing, offline gates, nearest neighbours,
 and evaluate_generator end to end on a tiny fake generator. No data files, no downloads."""
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -232,7 +233,7 @@ def test_lpips_nearest_neighbours_match_brute_force():
 
 FIGURES = ("figure_random", "figure_interpolation", "figure_cherry", "figure_nn")
 KEYS = {"fd_cls", "kid_mean", "kid_std", "kid_subset_size", "fd_cls_samples", "fd_cls_reference",
-        "fd_cls_feature_run", "fid", "fid_status", "nn_pixel_mean", "lpips_nn", "lpips_status",
+        "fd_cls_feature_run", "fd_cls_feature_weights_sha256", "fid", "fid_status", "nn_pixel_mean", "lpips_nn", "lpips_status",
         "torch_fidelity_version", "cherry_pick_rule", "samples_file", *FIGURES}
 
 
@@ -307,6 +308,9 @@ def test_feature_classifier_trains_once_and_loads(tmp_path, monkeypatch):
     assert fnet.run_hash == experiments.feature_config(ds, 3).hash
     run_dir = tmp_path / "results" / "fd-cls-features" / fnet.run_hash
     assert (run_dir / "weights.pt").exists() and (run_dir / "metrics.json").exists()
+    # the digest that generator scores record is that of the weights loaded, as the feature run's env.json gives it
+    recorded = json.loads((run_dir / "env.json").read_text())["weights_sha256"]["weights.pt"]
+    assert fnet.weights_sha256 == recorded == hashlib.sha256((run_dir / "weights.pt").read_bytes()).hexdigest()
     x = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
     feats, logits = fnet(x)
     assert logits.shape == (5, 4) and feats.dim() == 2 and feats.shape[1] > 4

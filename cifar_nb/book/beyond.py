@@ -22,10 +22,13 @@ HEADLINE = {"classifier": ("test_acc", "best_test_acc", "train_acc"), "gan": ("f
 
 
 # The generator's variants this chapter shows at full budget (ablations.py labels): the two suspects of the recipe's
-# collapse, the recipe without DiffAugment, and the first design; the last is a different loss, left out of the
-# plots of D's sigmoid outputs.
-GAN_VARIANTS_AT_FULL_BUDGET = ("no DiffAugment (report C's recipe)", "D at half the learning rate",
+# collapse, the recipe without DiffAugment, and the first design.
+GAN_VARIANTS_AT_FULL_BUDGET = (ablations.NO_DIFFAUGMENT, "D at half the learning rate",
                                "labels 1/0 (no label smoothing)", ablations.FIRST_GAN_DESIGN)
+# those trained with the BCE loss, whose D outputs are probabilities pulled towards the labels; the first design's
+# hinge-loss D scores images on another scale, so the plots of D's outputs leave it out
+GAN_VARIANTS_WITH_SIGMOID_D = tuple(v for v in GAN_VARIANTS_AT_FULL_BUDGET if v != ablations.FIRST_GAN_DESIGN)
+
 
 def full_budget_runs(name: str, dataset: str, results_dir=None) -> list[RunResult]:
     """The finished runs of `name` at its recipe's full budget on `dataset` (one config, every seed found)."""

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from cifar_nb.engine import augment, data
+from cifar_nb.engine.artifacts import sha256_file
 from cifar_nb.engine.evaluate.sampling import resize_uint8
 from cifar_nb.models import build_for_config
 
@@ -50,6 +51,9 @@ class FeatureNet:
     description: str = ""
     run_hash: str | None = None
     test_acc: float | None = None
+    # the weights' digest: two FD-cls numbers compare only when measured in the same weights, and a feature run
+    # retrained on another machine (its weights.pt is not in git) need not reproduce them bit for bit
+    weights_sha256: str | None = None
 
     def __post_init__(self):
         linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
@@ -160,5 +164,6 @@ def load_feature_net(res, data_root=None, device="cpu") -> FeatureNet:
     acc = res.metrics.get("test_acc")
     return FeatureNet(model.to(device), lambda x: augment.normalize(x, info), info.image_size,
                       name=f"fd-cls-{cfg.hash}", run_hash=cfg.hash, test_acc=acc,
+                      weights_sha256=sha256_file(weights),
                       description=f"DenseNet (report C's net) trained {steps} steps on {info.display_name}"
                                   + (f", test accuracy {acc:.3f}" if acc is not None else ""))

@@ -84,7 +84,7 @@ def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None
     out.update(fd_cls_metric=f"FD-cls: Fréchet distance in penultimate features of {feature_net.description} "
                              "(NOT FID; comparable only within this book)",
                fd_cls_reference=f"{info.display_name} test split, {len(test_set)} images",
-               fd_cls_feature_run=feature_net.run_hash)
+               fd_cls_feature_run=feature_net.run_hash, fd_cls_feature_weights_sha256=feature_net.weights_sha256)
 
     # FID: the reports' metric, only where it means what they meant
     out.update(fid=None, fid_samples=None, fid_reference=FID_REFERENCE, fid_metric=FID_METRIC)
