@@ -152,3 +152,36 @@ def test_the_generator_variants_the_chapter_shows_at_full_budget_are_registered_
     assert set(beyond.GAN_VARIANTS_WITH_SIGMOID_D) == shown - {ablations.FIRST_GAN_DESIGN}
     for label, changes in ablations.variants("ours-generator", only=beyond.GAN_VARIANTS_WITH_SIGMOID_D):
         assert ablations.config("ours-generator", changes, 50_000, "cifar10-jpeg").train.get("loss", "bce") == "bce"
+
+
+def test_fd_cls_never_averages_across_feature_networks_and_the_tables_split_by_network(tmp_path):
+    """FD-cls and KID compare only within one feature network: averaging across two is refused, and the
+    generator's ablation and weight-average tables give each network its own rows, with Δ within a network."""
+    import json
+    from cifar_nb.engine import artifacts
+    todo = dict(ablations.configs("ours-generator", 50_000, "cifar10-jpeg", only=["labels 1/0 (no label smoothing)"]))
+    recipe, labels = todo[ablations.FULL_RECIPE], todo["labels 1/0 (no label smoothing)"]
+    old, new = {"fd_cls_feature_run": "old", "fd_cls_samples": 10_000}, {"fd_cls_feature_run": "new"}
+    fake_run(tmp_path, recipe, {"fd_cls": 50.0, "kid_mean": 0.02, **old})
+    a = fake_run(tmp_path, labels, {"fd_cls": 40.0, "kid_mean": 0.01, **old})
+    b = fake_run(tmp_path, labels.replace(seed=1), {"fd_cls": 30.0, "kid_mean": 0.01, **new})
+    with pytest.raises(ValueError, match="different FD-cls feature networks"):
+        artifacts.aggregate([a, b], "fd_cls")
+    assert artifacts.aggregate([a, b], "params")["mean"] == 99_000           # not a feature-network metric
+    assert list(artifacts.by_feature_net([a, b])) == ["old", "new"]
+
+    t = beyond.ablation_table("ours-generator", 50_000, "cifar10-jpeg", seeds=(0, 1), results_dir=tmp_path,
+                              only=["labels 1/0 (no label smoothing)"])
+    assert t.columns[-1] == "FD-cls network" and "do not compare" in t.caption
+    rows = [(r[0], r[2], r[4], r[5], r[6]) for r in t.rows]
+    assert rows == [(ablations.FULL_RECIPE, "50.00", "—", "0", "old"),
+                    ("labels 1/0 (no label smoothing)", "40.00", "-10.0", "0", "old"),
+                    ("labels 1/0 (no label smoothing)", "30.00", "—", "1", "new")]   # no recipe in "new"
+
+    live = artifacts.scored_dir(a.run_dir, 10_000, "eval", "live")
+    live.mkdir(parents=True)
+    (live / "scores.json").write_text(json.dumps({"fd_cls": 45.0, "fd_cls_feature_run": "new"}))
+    w = beyond.weight_average_table("ours-generator", "cifar10-jpeg", variants=("labels 1/0 (no label smoothing)",),
+                                    results_dir=tmp_path)
+    assert w.columns[-1] == "FD-cls network"
+    assert [row[1:] for row in w.rows] == [[0, "40.00", "45.00", "—", "old"], [1, "30.00", "not scored yet", "—", "new"]]

@@ -148,20 +148,25 @@ def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=
     kind = experiments.get(name).kind
     metric, extra = HEADLINE[kind][0], HEADLINE[kind][1:2] if kind == "gan" else ()
     found = ablation_runs(name, steps, dataset, seeds, results_dir, only)
-    base = artifacts.aggregate(found[ablations.FULL_RECIPE], metric)["mean"]
+    # FD-cls and KID compare only within one feature network: a variant scored in two gets a row per network, and
+    # its change is taken against the full recipe in the same network
+    base = {net: artifacts.aggregate(rs, metric)["mean"]
+            for net, rs in artifacts.by_feature_net(found[ablations.FULL_RECIPE]).items()}
+    show_net = len({net for rs in found.values() for net in artifacts.by_feature_net(rs)}) > 1
     rows = []
     for label, changes in ablations.variants(name, dataset, only):
-        rs = found[label]
-        st = artifacts.aggregate(rs, metric)
         what = ", ".join(f"{k} = {v!r}" for k, v in changes.items()) or "—"
-        if st["mean"] is None:
-            rows.append([label, what, "not run yet"] + ["—"] * (len(extra) + 2))
-            continue
-        delta = "—"
-        if base is not None and label != ablations.FULL_RECIPE:
-            delta = f"{100 * (st['mean'] - base):+.2f}" if kind == "classifier" else f"{st['mean'] - base:+.1f}"
-        rows.append([label, what, fmt(metric, st["mean"], st["std"])] + [_cell(m, rs) for m in extra]
-                    + [delta, ", ".join(str(r.config.seed) for r in rs)])
+        for net, rs in (artifacts.by_feature_net(found[label]) or {None: []}).items():
+            st = artifacts.aggregate(rs, metric)
+            if st["mean"] is None:
+                rows.append([label, what, "not run yet"] + ["—"] * (len(extra) + 2 + show_net))
+                continue
+            delta = "—"
+            if base.get(net) is not None and label != ablations.FULL_RECIPE:
+                delta = f"{100 * (st['mean'] - base[net]):+.2f}" if kind == "classifier" \
+                    else f"{st['mean'] - base[net]:+.1f}"
+            rows.append([label, what, fmt(metric, st["mean"], st["std"])] + [_cell(m, rs) for m in extra]
+                        + [delta, ", ".join(str(r.config.seed) for r in rs)] + ([net or "—"] if show_net else []))
     recipe = experiments.get(name).config.steps
     if steps == recipe:
         budget = f"At full budget ({steps:,} steps)."
@@ -177,8 +182,11 @@ def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=
     caption = (f"Ablations of {name} on {dataset_label(dataset)[0]}, each variant changing one piece of the "
                f"recipe. {budget} Δ: {unit} against the full recipe." + (f" {KID_SCALE_NOTE}" if extra else ""))
     chosen = "".join(f" --only {shlex.quote(label)}" for label in (only or ()))
+    if show_net:
+        caption += (" Rows scored in different FD-cls feature networks (last column: the feature run) do not compare "
+                    "with each other, and Δ is taken only against the full recipe scored in the same network.")
     heads = ["variant", "config change", metric_name(metric)] + [metric_name(m) for m in extra] + \
-        ["Δ (points)" if kind == "classifier" else "Δ", "seeds"]
+        ["Δ (points)" if kind == "classifier" else "Δ", "seeds"] + (["FD-cls network"] if show_net else [])
     return Table(heads, rows, caption=caption,
                  note=f"Run with `python -m cifar_nb ablate {name} --steps {steps} --dataset {dataset}{chosen}`.")
 
@@ -191,20 +199,29 @@ def weight_average_table(name: str, dataset: str, variants=(ablations.FULL_RECIP
     steps = experiments.get(name).config.steps
     found = ablation_runs(name, steps, dataset, seeds, results_dir,
                           only=[v for v in variants if v != ablations.FULL_RECIPE])
+    done = [r for label in variants for r in found[label]]
+    show_net = len(artifacts.by_feature_net(done)) > 1
     rows = []
     for label in variants:
         for r in found[label]:
             n = r.metrics.get("fd_cls_samples") or r.config.train.get("fid_samples", 10_000)
             path = artifacts.scored_dir(r.run_dir, n, "eval", "live") / "scores.json"
             live = json.loads(path.read_text()) if path.exists() else None
-            avg = r.metrics.get("fd_cls")
+            avg, net = r.metrics.get("fd_cls"), r.metrics.get("fd_cls_feature_run")
+            same_net = live is not None and live.get("fd_cls_feature_run") == net
             rows.append([label, r.config.seed, fmt("fd_cls", avg),
                          "not scored yet" if live is None else fmt("fd_cls", live["fd_cls"]),
-                         "—" if live is None or avg is None else f"{avg - live['fd_cls']:+.1f}"])
+                         "—" if not same_net or avg is None else f"{avg - live['fd_cls']:+.1f}"]
+                        + ([net or "—"] if show_net else []))
     caption = (f"{name} at full budget ({steps:,} steps) on {dataset_label(dataset)[0]}: FD-cls of the same run's "
                "generator sampled from the exponential moving average of its weights (what training scores and the "
                "book shows) and from the trained generator's own final weights, each from the same number of "
                "images. Δ: the average's FD-cls minus the live weights' (negative: the average is better).")
-    return Table(["variant", "seed", "FD-cls, weight average", "FD-cls, live weights", "Δ"], rows, caption=caption,
+    if show_net:
+        caption += (" The runs were scored in more than one FD-cls feature network (last column: the feature run); "
+                    "rows from different networks do not compare.")
+    heads = ["variant", "seed", "FD-cls, weight average", "FD-cls, live weights", "Δ"] + \
+        (["FD-cls network"] if show_net else [])
+    return Table(heads, rows, caption=caption,
                  note=f"Score the live weights with `python -m cifar_nb score {name} --seed <seed> --weights live`, and a "
                       "variant's by adding its config changes, each as `--set FIELD.KEY=VALUE` (VALUE as JSON).")

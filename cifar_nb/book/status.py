@@ -95,7 +95,11 @@ def fd_cls_protocol() -> str:
             "{cite:p}`binkowski2018kid` is torch-fidelity's kernel inception distance in those same features "
             f"(subsets of up to {features.KID_SUBSET_SIZE:,} images, {features.KID_SUBSETS} subsets). Both are always "
             "computable offline. They are not FID: they rank our runs against each other and are never set "
-            "against a report's FID.\n")
+            "against a report's FID. Two of them compare only when measured in the same network, so each score "
+            f"names its feature run, and the network's weights are kept in git. This one is seed {cfg.seed}: the "
+            "generators scored before 7 December 2026 were measured in a network of the same recipe at seed 0, "
+            "whose weights were lost and could not be retrained bit for bit, so their numbers compare with each "
+            "other and not with later ones.\n")
 
 
 def runtime_markdown(results_dir=None) -> str:

@@ -427,6 +427,19 @@ def load_complete(cfg: RunConfig, results_dir: Path | str | None = None) -> RunR
     return RunResult(cfg, d, metrics, hist, env, reused=True)
 
 
+# Metrics measured in an FD-cls feature network: two of them compare only when measured in the same network (the
+# fd_cls_feature_run a score records).
+FEATURE_NET_METRICS = ("fd_cls", "kid_mean", "kid_std")
+
+
+def by_feature_net(results: list[RunResult]) -> dict[str | None, list[RunResult]]:
+    """The results grouped by the FD-cls feature run they were scored in (None: not scored in one), in order."""
+    out: dict[str | None, list[RunResult]] = {}
+    for r in results:
+        out.setdefault(r.metrics.get("fd_cls_feature_run"), []).append(r)
+    return out
+
+
 def aggregate(results: list[RunResult], key: str) -> dict:
     """Mean and sample standard deviation (ddof=1) of a final metric across seeds.
 
@@ -434,6 +447,10 @@ def aggregate(results: list[RunResult], key: str) -> dict:
     like "test accuracy 63.1% ± 1.6". With one seed the std is None, never 0.
     """
     vals = [float(r.metrics[key]) for r in results if r.metrics.get(key) is not None]
+    nets = {r.metrics.get("fd_cls_feature_run") for r in results if r.metrics.get(key) is not None}
+    if key in FEATURE_NET_METRICS and len(nets) > 1:
+        raise ValueError(f"{key} of runs scored in different FD-cls feature networks "
+                         f"({', '.join(sorted(map(str, nets)))}) do not average: group them with by_feature_net first")
     if not vals:
         return {"mean": None, "std": None, "n": 0}
     t = torch.tensor(vals, dtype=torch.float64)
