@@ -233,8 +233,8 @@ def test_lpips_nearest_neighbours_match_brute_force():
 
 FIGURES = ("figure_random", "figure_interpolation", "figure_cherry", "figure_nn")
 KEYS = {"fd_cls", "kid_mean", "kid_std", "kid_subset_size", "fd_cls_samples", "fd_cls_reference",
-        "fd_cls_feature_run", "fd_cls_feature_weights_sha256", "fid", "fid_status", "nn_pixel_mean", "lpips_nn", "lpips_status",
-        "torch_fidelity_version", "cherry_pick_rule", "samples_file", *FIGURES}
+        "fd_cls_feature_run", "fd_cls_feature_weights_sha256", "fid", "fid_status", "nn_pixel_mean", "lpips_nn",
+        "lpips_status", "torch_fidelity_version", "cherry_pick_rule", "samples_file", *FIGURES}
 
 
 @pytest.mark.slow
@@ -250,7 +250,7 @@ def test_evaluate_generator_end_to_end(tmp_path, offline_hub):
         png = tmp_path / "run" / out[key]
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 500_000
     npz = np.load(tmp_path / "run" / "samples.npz")
-    assert npz["images"].shape == (40, 3, 32, 32) and npz["images"].dtype == np.uint8
+    assert npz["images"].shape == (generator.KEPT_SAMPLES, 3, 32, 32) and npz["images"].dtype == np.uint8   # of 40
     assert out["fid"] is None and "CIFAR-10 (JPEG stand-in)" in out["fid_status"]
     assert out["lpips_nn"] is None and "alexnet-owt-7be5be79.pth" in out["lpips_status"]
     assert out["fd_cls_reference"] == "CIFAR-10 (JPEG stand-in) test split, 50 images"

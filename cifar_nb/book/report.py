@@ -41,6 +41,7 @@ from cifar_nb.book.display import Markdown, Table
 from cifar_nb.book.params import Params
 from cifar_nb.engine import artifacts, data, figures
 from cifar_nb.engine.artifacts import RunResult
+from cifar_nb.engine.evaluate.generator import KEPT_SAMPLES
 from cifar_nb.models import model_class
 
 KID_COLUMN = "KID ours (raw, substitute features, not ×10³)"
@@ -355,7 +356,7 @@ def generator_notes(result: RunResult) -> Table:
     return Table(["", f"{result.config.experiment}, seed {result.config.seed}"], rows)
 
 
-def beside_real_cifar100(P: Params, result: RunResult, n: int = 32):
+def beside_real_cifar100(P: Params, result: RunResult, n: int = KEPT_SAMPLES):
     """The run's first random samples beside as many real CIFAR-100 test images (the data root's
     cifar100-sample.npz: the canonical first test images), both at 2.5x, so a reader can judge them side by side."""
     samples = result.run_dir / "samples.npz"

@@ -17,6 +17,11 @@ from cifar_nb.engine.evaluate.sampling import GeneratorHandle, generate, interpo
 from cifar_nb.engine.figures import image_grid, save_figure
 
 
+# Samples kept as pixels in samples.npz: what the book sets beside as many real images (report.beside_real_cifar100).
+# The file is committed with every run, and the repository travels to GPU machines, so it keeps no more than that.
+KEPT_SAMPLES = 32
+
+
 def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None = None, run_dir=None,
                        data_root=None, device=None, seed: int | None = None, progress: bool | None = None,
                        n_samples: int = 10_000, feature_net: FeatureNet | None = None, inception_weights=None,
@@ -27,7 +32,7 @@ def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None
 
     Always: FD-cls + KID against the test split of `dataset` (offline-safe), pixel nearest neighbours,
     four figures (samples_random.png, interpolation.png, samples_cherry.png, nearest_neighbours.png) and
-    samples.npz (the first `n_grid` samples). When possible: FID vs CIFAR-100 test (only for a generator
+    samples.npz (the first KEPT_SAMPLES of them). When possible: FID vs CIFAR-100 test (only for a generator
     trained on CIFAR-100) and LPIPS nearest neighbours; otherwise fid / lpips_nn are None and
     fid_status / lpips_status say why. strict=True raises instead.
 
@@ -148,8 +153,9 @@ def evaluate_generator(handle: GeneratorHandle, ctx=None, *, dataset: str | None
         save_figure(fig, run_dir / name)
         out[key] = name
     buf = io.BytesIO()
-    np.savez_compressed(buf, images=grid.numpy(),
-                        labels=(s.labels[:n_pick].numpy() if s.labels is not None else np.zeros(0, np.int64)))
+    n_kept = min(KEPT_SAMPLES, n_pick)
+    np.savez_compressed(buf, images=grid[:n_kept].numpy(),
+                        labels=(s.labels[:n_kept].numpy() if s.labels is not None else np.zeros(0, np.int64)))
     atomic_write_bytes(run_dir / "samples.npz", buf.getvalue())
     out["samples_file"] = "samples.npz"
     return out
