@@ -205,9 +205,10 @@ plots.plot_history(runs["ours-generator"], keys=("d_real", "d_fake"), ylabel="me
 # variant's mean output on generated images; the recipe and the variants with report C's labels are trained
 # towards 0.1 there, the variant with labels 1/0 towards 0.
 
-# %% mystnb={"figure": {"caption": "ours-generator and its full-budget variants on the stand-in (seed 0): the discriminator's mean sigmoid output on generated images, per logged step.", "name": "fig-beyond-d-fake-variants"}}
+# %% mystnb={"figure": {"caption": "ours-generator and its full-budget variants on the stand-in: the discriminator's mean sigmoid output on generated images, per logged step. One thin line per seed; where a variant has two seeds or more, the thick line and band are their mean ± sample std.", "name": "fig-beyond-d-fake-variants"}}
 plots.plot_comparison({label: found for label, found in beyond.ablation_runs(
-    "ours-generator", 50_000, "cifar10-jpeg", only=beyond.GAN_VARIANTS_WITH_SIGMOID_D).items() if found},
+    "ours-generator", 50_000, "cifar10-jpeg", seeds=(0, 1, 2), only=beyond.GAN_VARIANTS_WITH_SIGMOID_D).items()
+    if found},
     key="d_fake", ylabel="mean D(G(z))", title="ours-generator variants: D on generated images")
 
 # %% [markdown]
