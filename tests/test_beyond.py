@@ -185,3 +185,17 @@ def test_fd_cls_never_averages_across_feature_networks_and_the_tables_split_by_n
                                     results_dir=tmp_path)
     assert w.columns[-1] == "FD-cls network"
     assert [row[1:] for row in w.rows] == [[0, "40.00", "45.00", "—", "old"], [1, "30.00", "not scored yet", "—", "new"]]
+
+
+def test_an_ablation_with_more_seeds_never_stands_in_for_the_registered_recipe(tmp_path):
+    """The status and leaderboard read an experiment's best group of runs: a variant of its recipe (an ablation run
+    under the same experiment name) must not replace the recipe there, even with more seeds."""
+    from cifar_nb.book import audit, status
+    todo = dict(ablations.configs("ours-generator", 50_000, "cifar10-jpeg", only=["labels 1/0 (no label smoothing)"]))
+    fake_run(tmp_path, todo[ablations.FULL_RECIPE], {"fd_cls": 50.0})
+    for seed in (0, 1):
+        fake_run(tmp_path, todo["labels 1/0 (no label smoothing)"].replace(seed=seed), {"fd_cls": 40.0})
+    best = audit.best_group("ours-generator", tmp_path)
+    assert [(r.config.hash, r.config.seed) for r in best] == [(todo[ablations.FULL_RECIPE].hash, 0)]
+    row = {r["experiment"]: r for r in status.status_rows(tmp_path)}["ours-generator"]
+    assert row["seeds"] == [0] and row["state"] == "full budget"

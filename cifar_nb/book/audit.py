@@ -237,14 +237,17 @@ def runs_on_disk(name: str, results_dir=None) -> list[list[RunResult]]:
 
 
 def best_group(name: str, results_dir=None) -> list[RunResult]:
-    """The most faithful finished runs: the report's dataset first, then its step count, then more seeds."""
+    """The most faithful finished runs: the report's dataset first, then its step count, then its recipe as
+    registered (not an ablation's variant of it, however many seeds that has), then more seeds."""
     exp = experiments.get(name)
     groups = runs_on_disk(name, results_dir)
     if not groups:
         return []
+    recipe = exp.config.replace(seed=0)
     return max(groups, key=lambda g: (g[0].config.dataset == exp.config.dataset,
-                                      g[0].config.steps == exp.config.steps, g[0].config.steps, len(g),
-                                      max(r.env.get("date", "") for r in g)))
+                                      g[0].config.steps == exp.config.steps,
+                                      g[0].config.replace(seed=0, dataset=recipe.dataset) == recipe,
+                                      g[0].config.steps, len(g), max(r.env.get("date", "") for r in g)))
 
 
 def leaderboard_rows(results_dir=None) -> list[dict]:
