@@ -19,6 +19,10 @@ FULL_RECIPE = "full recipe"
 # the engine's DatasetInfo.channel_order_invariant says the same (tests/test_beyond.py checks they agree).
 EVERYWHERE = None
 CHANNEL_SYMMETRIC = ("addnist",)
+# report E's own dataset: its augmentation was chosen for handwritten digits, which stay legible turned and sheared
+DIGITS = ("addnist",)
+# report E's geometric augmentation, with its numbers (experiments.py's E-classifier)
+E_AFFINE = "report E's affine augmentation, in place of the crop"
 FIRST_GAN_DESIGN = "first design (SN discriminator, hinge loss, batch 64)"
 # report C's training as it is, but for the EMA of G, which the recipe adds beside DiffAugment
 NO_DIFFAUGMENT = "no DiffAugment (report C's training, with the EMA)"
@@ -38,6 +42,8 @@ ABLATIONS: dict[str, list[tuple[str, dict, tuple | None]]] = {
         # the recipe this chapter first ran: both of the above
         ("first recipe (expansion before the pool, no channel symmetries)",
          {"model_args.pool_first": False, "augment.channel_shuffle": 0, "train.tta": "auto"}, CHANNEL_SYMMETRIC),
+        (E_AFFINE, {"augment.affine": experiments.get("E-classifier").config.augment["affine"], "augment.crop": 0},
+         DIGITS),
     ],
     "ours-generator": [
         (FULL_RECIPE, {}, EVERYWHERE),

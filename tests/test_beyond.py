@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cifar_nb import ablations, cli, experiments
-from cifar_nb.book import beyond
+from cifar_nb.book import audit, beyond
 from cifar_nb.engine import runs
 from test_report import fake_run
 
@@ -185,6 +185,48 @@ def test_fd_cls_never_averages_across_feature_networks_and_the_tables_split_by_n
                                     results_dir=tmp_path)
     assert w.columns[-1] == "FD-cls network"
     assert [row[1:] for row in w.rows] == [[0, "40.00", "45.00", "—", "old"], [1, "30.00", "not scored yet", "—", "new"]]
+
+
+def test_the_side_by_side_targets_and_generator_tables_compare_fd_cls_within_one_feature_network(tmp_path):
+    """Report C's GAN scored at seed 0 in one feature network and at seed 1 in the next one: the tables that set
+    ours beside it give each network its own row, and the relative target compares ours with C in the same network
+    only (70 % of C's 43 in "old", of C's 50 in "new")."""
+    from cifar_nb.book import params, report
+    c_gen, ours = (experiments.get(n).make_config(dataset="cifar10-jpeg", seed=0)
+                   for n in ("C-generator", "ours-generator"))
+    for cfg, fd, net in ((c_gen, 43.0, "old"), (c_gen.replace(seed=1), 50.0, "new"),
+                         (ours, 60.0, "old"), (ours.replace(seed=1), 30.0, "new")):
+        fake_run(tmp_path, cfg, {"fd_cls": fd, "kid_mean": 0.01, "fd_cls_feature_run": net})
+
+    t = beyond.side_by_side("gan", "cifar10-jpeg", tmp_path)
+    assert t.columns[-1] == "FD-cls network" and "do not compare" in t.caption
+    fd = t.columns.index(audit.metric_name("fd_cls"))
+    assert [(r[0], r[4], r[fd], r[-1]) for r in t.rows] == [
+        ("C-generator", "0", "43.00", "old"), ("C-generator", "1", "50.00", "new"),
+        ("ours-generator", "0", "60.00", "old"), ("ours-generator", "1", "30.00", "new")]
+
+    gan = [r for r in beyond.targets_table(tmp_path).rows if r[0] == "ours-generator"]
+    assert [(r[3], r[4], r[6], r[-1]) for r in gan] == [
+        ("<= 30.10 (70% of C-generator's 43.00)", "60.00", "NOT met", "old"),
+        ("<= 35.00 (70% of C-generator's 50.00)", "30.00", "met", "new")]
+    # ours scored in a network C never was: no verdict rather than a comparison across networks
+    fake_run(tmp_path, ours.replace(seed=2), {"fd_cls": 1.0, "fd_cls_feature_run": "newest"})
+    gan = [r for r in beyond.targets_table(tmp_path).rows if r[0] == "ours-generator"]
+    assert (gan[-1][3], gan[-1][6], gan[-1][-1]) == ("no C-generator run in this network yet", "not measured yet",
+                                                       "newest")
+    # one network throughout: no network column, the table as it always was
+    one = tmp_path / "one"
+    fake_run(one, c_gen, {"fd_cls": 43.0, "fd_cls_feature_run": "old"})
+    fake_run(one, ours, {"fd_cls": 60.0, "fd_cls_feature_run": "old"})
+    assert beyond.targets_table(one).columns[-1] == "why this target"
+    assert beyond.side_by_side("gan", "cifar10-jpeg", one).columns[-1] == "wall time per run"
+
+    rs = {n: beyond.full_budget_runs(n, "cifar10-jpeg", tmp_path) for n in ("ours-generator", "C-generator")}
+    P = params.validate_parameters(list(rs), results_dir=tmp_path, device="cpu", data_root=str(tmp_path))
+    g = report.generator_table(P, rs)
+    assert g.columns[-1] == "FD-cls network" and "do not compare" in g.caption
+    assert [(r[0], r[3], r[-1]) for r in g.rows if r[0] == "C-generator"] == [("C-generator", "43.00", "old"),
+                                                                              ("C-generator", "50.00", "new")]
 
 
 def test_an_ablation_with_more_seeds_never_stands_in_for_the_registered_recipe(tmp_path):

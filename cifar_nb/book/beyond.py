@@ -30,6 +30,11 @@ GAN_VARIANTS_AT_FULL_BUDGET = (ablations.NO_DIFFAUGMENT, "D at half the learning
 GAN_VARIANTS_WITH_SIGMOID_D = tuple(v for v in GAN_VARIANTS_AT_FULL_BUDGET if v != ablations.FIRST_GAN_DESIGN)
 
 
+# said under any table whose FD-cls or KID rows come from more than one feature network
+NETWORKS_NOTE = ("Rows scored in different FD-cls feature networks (the last column names the feature run) do not "
+                 "compare with each other.")
+
+
 def full_budget_runs(name: str, dataset: str, results_dir=None) -> list[RunResult]:
     """The finished runs of `name` at its recipe's full budget on `dataset` (one config, every seed found)."""
     exp = experiments.get(name)
@@ -62,24 +67,28 @@ def side_by_side(kind: str, dataset: str, results_dir=None) -> Table:
         if not rs:
             rows.append([name, who, f"{n_params(name, None, dataset):,}", f"{exp.config.steps:,}",
                          "not run yet at full budget"]
-                        + ["—"] * (len(HEADLINE[kind]) + 1 + (kind == "gan")))
+                        + ["—"] * (len(HEADLINE[kind]) + 2 + (kind == "gan")))
             continue
-        wall = sum(float(r.env.get("wall_time_s") or 0) for r in rs) / len(rs)
         params = rs[0].metrics.get("params")
-        # a GAN is shown as it was scored in training (eval mode), and again in its report's sampling mode
-        # where that differs and has been scored, so that ours is set against the better of the two
-        variants = [rs]
-        if kind == "gan" and modes_used(in_report_mode(exp, rs)) != modes_used(rs):
-            variants.append(in_report_mode(exp, rs))
-        for v in variants:
-            mode = [modes_used(v)] if kind == "gan" else []
-            rows.append([name, who, f"{params:,}" if params else "—", f"{rs[0].config.steps:,}",
-                         ", ".join(str(r.config.seed) for r in v)] + mode
-                        + [_cell(m, v) for m in HEADLINE[kind]] + [f"{wall / 3600:.2f} h"])
+        # FD-cls and KID average only within one feature network: runs scored in two get a row per network
+        for net, in_net in artifacts.by_feature_net(rs).items():
+            wall = sum(float(r.env.get("wall_time_s") or 0) for r in in_net) / len(in_net)
+            # a GAN is shown as it was scored in training (eval mode), and again in its report's sampling mode
+            # where that differs and has been scored, so that ours is set against the better of the two
+            variants = [in_net]
+            if kind == "gan" and modes_used(in_report_mode(exp, in_net)) != modes_used(in_net):
+                variants.append(in_report_mode(exp, in_net))
+            for v in variants:
+                mode = [modes_used(v)] if kind == "gan" else []
+                rows.append([name, who, f"{params:,}" if params else "—", f"{rs[0].config.steps:,}",
+                             ", ".join(str(r.config.seed) for r in v)] + mode
+                            + [_cell(m, v) for m in HEADLINE[kind]] + [f"{wall / 3600:.2f} h", net or "—"])
+    show_net = len({row[-1] for row in rows if row[-1] != "—"}) > 1
+    rows = [row if show_net else row[:-1] for row in rows]
     label = dataset_label(dataset)[0]
     heads = ["experiment", "whose recipe", "parameters", "steps", "seeds"] + \
             (["sampling mode"] if kind == "gan" else []) + [metric_name(m) for m in HEADLINE[kind]] + \
-            ["wall time per run"]
+            ["wall time per run"] + (["FD-cls network"] if show_net else [])
     limit = budget.budget_for(kind)
     caption = (f"Every {kind} recipe with full-budget runs on {label}, ours beside the reports': the same data, "
                f"the same budget (at most {limit.max_params:,} parameters and {limit.max_steps:,} steps) and the "
@@ -89,6 +98,8 @@ def side_by_side(kind: str, dataset: str, results_dir=None) -> Table:
         caption += (" A report's GAN is shown in eval mode (G's BatchNorm on running statistics, as training scored "
                     "it) and, once scored, again in the mode the report most likely sampled in (train: each batch's "
                     "statistics). " + KID_SCALE_NOTE)
+    if show_net:
+        caption += (" " + NETWORKS_NOTE)
     return Table(heads, rows, caption=caption)
 
 
@@ -102,31 +113,37 @@ TARGETS = [
 
 
 def targets_table(results_dir=None) -> Table:
-    """Each target beside the full-budget runs that test it: measured mean ± std over seeds, and met or not."""
+    """Each target beside the full-budget runs that test it: measured mean ± std over seeds, and met or not. A
+    relative target compares FD-cls within one feature network: a row per network our runs were scored in."""
     rows = []
     for name, dataset, metric, op, goal, why in TARGETS:
-        rs = full_budget_runs(name, dataset, results_dir)
-        st = artifacts.aggregate(rs, metric)
-        if isinstance(goal, tuple):             # relative to another recipe's full-budget runs
-            other, factor = goal
-            ref = artifacts.aggregate(full_budget_runs(other, dataset, results_dir), metric)["mean"]
-            goal = None if ref is None else factor * ref
-            wanted = "—" if goal is None else \
-                f"{op} {fmt(metric, goal)} ({factor:.0%} of {other}'s {fmt(metric, ref)})"
-        else:
-            wanted = f"{op} {fmt(metric, goal)}"
-        if st["mean"] is None or goal is None:
-            verdict = "not measured yet"
-        else:
-            met = st["mean"] >= goal if op == ">=" else st["mean"] <= goal
-            verdict = "met" if met else "NOT met"
-        rows.append([name, dataset_label(dataset)[0], metric_name(metric), wanted,
-                     "—" if st["mean"] is None else fmt(metric, st["mean"], st["std"]),
-                     ", ".join(str(r.config.seed) for r in rs) or "—", verdict, why])
+        ours = artifacts.by_feature_net(full_budget_runs(name, dataset, results_dir)) or {None: []}
+        for net, rs in ours.items():
+            st = artifacts.aggregate(rs, metric)
+            wanted, aim = f"{op} {fmt(metric, goal)}" if not isinstance(goal, tuple) else "—", goal
+            if isinstance(goal, tuple):             # relative to another recipe's full-budget runs, same network
+                other, factor = goal
+                refs = artifacts.by_feature_net(full_budget_runs(other, dataset, results_dir)).get(net, [])
+                ref = artifacts.aggregate(refs, metric)["mean"]
+                aim = None if ref is None else factor * ref
+                wanted = f"no {other} run in this network yet" if ref is None else \
+                    f"{op} {fmt(metric, aim)} ({factor:.0%} of {other}'s {fmt(metric, ref)})"
+            if st["mean"] is None or aim is None:
+                verdict = "not measured yet"
+            else:
+                met = st["mean"] >= aim if op == ">=" else st["mean"] <= aim
+                verdict = "met" if met else "NOT met"
+            rows.append([name, dataset_label(dataset)[0], metric_name(metric), wanted,
+                         "—" if st["mean"] is None else fmt(metric, st["mean"], st["std"]),
+                         ", ".join(str(r.config.seed) for r in rs) or "—", verdict, why, net or "—"])
+    show_net = len({row[-1] for row in rows if row[-1] != "—"}) > 1
+    caption = ("The targets we set our own models before training them, against their full-budget runs (mean ± "
+               "sample std over the seeds listed). A target is met by the mean, not by the best seed.")
+    if show_net:
+        caption += " A relative target is measured within one FD-cls feature network. " + NETWORKS_NOTE
     heads = ["experiment", "data", "metric", "target", "measured (full budget)", "seeds", "verdict", "why this target"]
-    return Table(heads, rows, caption="The targets we set our own models before training them, against their full-budget "
-                               "runs (mean ± sample std over the seeds listed). A target is met by the mean, not by "
-                               "the best seed.")
+    return Table(heads + (["FD-cls network"] if show_net else []),
+                 [row if show_net else row[:-1] for row in rows], caption=caption)
 
 
 def ablation_runs(name: str, steps: int, dataset: str, seeds=(0,), results_dir=None,
