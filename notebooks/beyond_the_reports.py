@@ -273,8 +273,8 @@ beyond.ablation_table("ours-classifier", 10_000, "addnist", seeds=(0, 1, 2), onl
 # %% [markdown]
 # Report E's augmentation is the one change that pays at full budget. At 2,000 steps it costs points: the network
 # has not yet learnt to read digits that are turned and sheared, and it fits the augmented training images no
-# better than the test images. By the end of the run it is ahead of the recipe at every seed, by more than the
-# spread between seeds, and level with report E's own recipe run here (the side-by-side table), with a network of
+# better than the test images. By the end of the run it is ahead of the recipe by more than the spread between
+# seeds, and level with report E's own recipe run here (the side-by-side table), with a network of
 # fewer parameters; the 96 % target stays out of reach. It is a candidate for the recipe rather than the recipe:
 # we saw it help on the test split it is scored on, and the registered recipe changes only where a split held out
 # of training and of scoring says so.

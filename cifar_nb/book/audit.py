@@ -84,6 +84,17 @@ KID_LABEL = "KID, raw (substitute features, not ×10³)"
 KID_SCALE_NOTE = ("KID is torch-fidelity's raw value in the FD-cls classifier's features, not multiplied "
                   "by 10³ and not on the scale of Inception-feature KID.")
 
+# FD-cls and KID compare only within one feature network (the fd_cls_feature_run a score records)
+NETWORKS_NOTE = ("Rows scored in different FD-cls feature networks (last column: the feature run) do not compare "
+                 "with each other.")
+
+
+def network_column(heads: list[str], rows: list[list]) -> tuple[list[str], list[list], bool]:
+    """For tables whose rows end with the FD-cls feature run they were scored in ("—": none): that last column is
+    kept, as "FD-cls network", only where the rows span more than one network. (heads, rows, whether kept)."""
+    kept = len({row[-1] for row in rows if row[-1] != "—"}) > 1
+    return (heads + ["FD-cls network"], rows, True) if kept else (heads, [row[:-1] for row in rows], False)
+
 
 def fmt_kid(v, std=None) -> str:
     """A raw KID (and its std), four significant figures, with thousands separators."""

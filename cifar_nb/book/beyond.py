@@ -11,8 +11,8 @@ import json
 import shlex
 
 from cifar_nb import ablations, budget, experiments
-from cifar_nb.book.audit import (KID_SCALE_NOTE, dataset_label, default_results_dir, fmt, fmt_kid, in_report_mode,
-                                 metric_name, modes_used, n_params, runs_on_disk)
+from cifar_nb.book.audit import (KID_SCALE_NOTE, NETWORKS_NOTE, dataset_label, default_results_dir, fmt, fmt_kid,
+                                 in_report_mode, metric_name, modes_used, n_params, network_column, runs_on_disk)
 from cifar_nb.book.display import Table
 from cifar_nb.engine import artifacts
 from cifar_nb.engine.artifacts import RunResult
@@ -28,11 +28,6 @@ GAN_VARIANTS_AT_FULL_BUDGET = (ablations.NO_DIFFAUGMENT, "D at half the learning
 # those trained with the BCE loss, whose D outputs are probabilities pulled towards the labels; the first design's
 # hinge-loss D scores images on another scale, so the plots of D's outputs leave it out
 GAN_VARIANTS_WITH_SIGMOID_D = tuple(v for v in GAN_VARIANTS_AT_FULL_BUDGET if v != ablations.FIRST_GAN_DESIGN)
-
-
-# said under any table whose FD-cls or KID rows come from more than one feature network
-NETWORKS_NOTE = ("Rows scored in different FD-cls feature networks (the last column names the feature run) do not "
-                 "compare with each other.")
 
 
 def full_budget_runs(name: str, dataset: str, results_dir=None) -> list[RunResult]:
@@ -83,12 +78,11 @@ def side_by_side(kind: str, dataset: str, results_dir=None) -> Table:
                 rows.append([name, who, f"{params:,}" if params else "—", f"{rs[0].config.steps:,}",
                              ", ".join(str(r.config.seed) for r in v)] + mode
                             + [_cell(m, v) for m in HEADLINE[kind]] + [f"{wall / 3600:.2f} h", net or "—"])
-    show_net = len({row[-1] for row in rows if row[-1] != "—"}) > 1
-    rows = [row if show_net else row[:-1] for row in rows]
     label = dataset_label(dataset)[0]
     heads = ["experiment", "whose recipe", "parameters", "steps", "seeds"] + \
             (["sampling mode"] if kind == "gan" else []) + [metric_name(m) for m in HEADLINE[kind]] + \
-            ["wall time per run"] + (["FD-cls network"] if show_net else [])
+            ["wall time per run"]
+    heads, rows, networks = network_column(heads, rows)
     limit = budget.budget_for(kind)
     caption = (f"Every {kind} recipe with full-budget runs on {label}, ours beside the reports': the same data, "
                f"the same budget (at most {limit.max_params:,} parameters and {limit.max_steps:,} steps) and the "
@@ -98,8 +92,8 @@ def side_by_side(kind: str, dataset: str, results_dir=None) -> Table:
         caption += (" A report's GAN is shown in eval mode (G's BatchNorm on running statistics, as training scored "
                     "it) and, once scored, again in the mode the report most likely sampled in (train: each batch's "
                     "statistics). " + KID_SCALE_NOTE)
-    if show_net:
-        caption += (" " + NETWORKS_NOTE)
+    if networks:
+        caption += " " + NETWORKS_NOTE
     return Table(heads, rows, caption=caption)
 
 
@@ -120,7 +114,6 @@ def targets_table(results_dir=None) -> Table:
         ours = artifacts.by_feature_net(full_budget_runs(name, dataset, results_dir)) or {None: []}
         for net, rs in ours.items():
             st = artifacts.aggregate(rs, metric)
-            wanted, aim = f"{op} {fmt(metric, goal)}" if not isinstance(goal, tuple) else "—", goal
             if isinstance(goal, tuple):             # relative to another recipe's full-budget runs, same network
                 other, factor = goal
                 refs = artifacts.by_feature_net(full_budget_runs(other, dataset, results_dir)).get(net, [])
@@ -128,6 +121,8 @@ def targets_table(results_dir=None) -> Table:
                 aim = None if ref is None else factor * ref
                 wanted = f"no {other} run in this network yet" if ref is None else \
                     f"{op} {fmt(metric, aim)} ({factor:.0%} of {other}'s {fmt(metric, ref)})"
+            else:
+                aim, wanted = goal, f"{op} {fmt(metric, goal)}"
             if st["mean"] is None or aim is None:
                 verdict = "not measured yet"
             else:
@@ -136,14 +131,13 @@ def targets_table(results_dir=None) -> Table:
             rows.append([name, dataset_label(dataset)[0], metric_name(metric), wanted,
                          "—" if st["mean"] is None else fmt(metric, st["mean"], st["std"]),
                          ", ".join(str(r.config.seed) for r in rs) or "—", verdict, why, net or "—"])
-    show_net = len({row[-1] for row in rows if row[-1] != "—"}) > 1
+    heads = ["experiment", "data", "metric", "target", "measured (full budget)", "seeds", "verdict", "why this target"]
+    heads, rows, networks = network_column(heads, rows)
     caption = ("The targets we set our own models before training them, against their full-budget runs (mean ± "
                "sample std over the seeds listed). A target is met by the mean, not by the best seed.")
-    if show_net:
+    if networks:
         caption += " A relative target is measured within one FD-cls feature network. " + NETWORKS_NOTE
-    heads = ["experiment", "data", "metric", "target", "measured (full budget)", "seeds", "verdict", "why this target"]
-    return Table(heads + (["FD-cls network"] if show_net else []),
-                 [row if show_net else row[:-1] for row in rows], caption=caption)
+    return Table(heads, rows, caption=caption)
 
 
 def ablation_runs(name: str, steps: int, dataset: str, seeds=(0,), results_dir=None,
@@ -169,21 +163,20 @@ def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=
     # its change is taken against the full recipe in the same network
     base = {net: artifacts.aggregate(rs, metric)["mean"]
             for net, rs in artifacts.by_feature_net(found[ablations.FULL_RECIPE]).items()}
-    show_net = len({net for rs in found.values() for net in artifacts.by_feature_net(rs)}) > 1
     rows = []
     for label, changes in ablations.variants(name, dataset, only):
         what = ", ".join(f"{k} = {v!r}" for k, v in changes.items()) or "—"
         for net, rs in (artifacts.by_feature_net(found[label]) or {None: []}).items():
             st = artifacts.aggregate(rs, metric)
             if st["mean"] is None:
-                rows.append([label, what, "not run yet"] + ["—"] * (len(extra) + 2 + show_net))
+                rows.append([label, what, "not run yet"] + ["—"] * (len(extra) + 3))
                 continue
             delta = "—"
             if base.get(net) is not None and label != ablations.FULL_RECIPE:
                 delta = f"{100 * (st['mean'] - base[net]):+.2f}" if kind == "classifier" \
                     else f"{st['mean'] - base[net]:+.1f}"
             rows.append([label, what, fmt(metric, st["mean"], st["std"])] + [_cell(m, rs) for m in extra]
-                        + [delta, ", ".join(str(r.config.seed) for r in rs)] + ([net or "—"] if show_net else []))
+                        + [delta, ", ".join(str(r.config.seed) for r in rs), net or "—"])
     recipe = experiments.get(name).config.steps
     if steps == recipe:
         budget = f"At full budget ({steps:,} steps)."
@@ -199,11 +192,11 @@ def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=
     caption = (f"Ablations of {name} on {dataset_label(dataset)[0]}, each variant changing one piece of the "
                f"recipe. {budget} Δ: {unit} against the full recipe." + (f" {KID_SCALE_NOTE}" if extra else ""))
     chosen = "".join(f" --only {shlex.quote(label)}" for label in (only or ()))
-    if show_net:
-        caption += (" Rows scored in different FD-cls feature networks (last column: the feature run) do not compare "
-                    "with each other, and Δ is taken only against the full recipe scored in the same network.")
     heads = ["variant", "config change", metric_name(metric)] + [metric_name(m) for m in extra] + \
-        ["Δ (points)" if kind == "classifier" else "Δ", "seeds"] + (["FD-cls network"] if show_net else [])
+        ["Δ (points)" if kind == "classifier" else "Δ", "seeds"]
+    heads, rows, networks = network_column(heads, rows)
+    if networks:
+        caption += f" {NETWORKS_NOTE} Δ is taken only against the full recipe scored in the same network."
     return Table(heads, rows, caption=caption,
                  note=f"Run with `python -m cifar_nb ablate {name} --steps {steps} --dataset {dataset}{chosen}`.")
 
@@ -216,8 +209,6 @@ def weight_average_table(name: str, dataset: str, variants=(ablations.FULL_RECIP
     steps = experiments.get(name).config.steps
     found = ablation_runs(name, steps, dataset, seeds, results_dir,
                           only=[v for v in variants if v != ablations.FULL_RECIPE])
-    done = [r for label in variants for r in found[label]]
-    show_net = len(artifacts.by_feature_net(done)) > 1
     rows = []
     for label in variants:
         for r in found[label]:
@@ -228,17 +219,15 @@ def weight_average_table(name: str, dataset: str, variants=(ablations.FULL_RECIP
             same_net = live is not None and live.get("fd_cls_feature_run") == net
             rows.append([label, r.config.seed, fmt("fd_cls", avg),
                          "not scored yet" if live is None else fmt("fd_cls", live["fd_cls"]),
-                         "—" if not same_net or avg is None else f"{avg - live['fd_cls']:+.1f}"]
-                        + ([net or "—"] if show_net else []))
+                         "—" if not same_net or avg is None else f"{avg - live['fd_cls']:+.1f}", net or "—"])
     caption = (f"{name} at full budget ({steps:,} steps) on {dataset_label(dataset)[0]}: FD-cls of the same run's "
                "generator sampled from the exponential moving average of its weights (what training scores and the "
                "book shows) and from the trained generator's own final weights, each from the same number of "
                "images. Δ: the average's FD-cls minus the live weights' (negative: the average is better).")
-    if show_net:
-        caption += (" The runs were scored in more than one FD-cls feature network (last column: the feature run); "
-                    "rows from different networks do not compare.")
-    heads = ["variant", "seed", "FD-cls, weight average", "FD-cls, live weights", "Δ"] + \
-        (["FD-cls network"] if show_net else [])
+    heads, rows, networks = network_column(["variant", "seed", "FD-cls, weight average", "FD-cls, live weights", "Δ"],
+                                           rows)
+    if networks:
+        caption += " " + NETWORKS_NOTE
     return Table(heads, rows, caption=caption,
                  note=f"Score the live weights with `python -m cifar_nb score {name} --seed <seed> --weights live`, and a "
                       "variant's by adding its config changes, each as `--set FIELD.KEY=VALUE` (VALUE as JSON).")

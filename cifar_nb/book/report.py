@@ -20,6 +20,7 @@ from PIL import Image as PILImage
 from cifar_nb import budget, experiments
 from cifar_nb.book.audit import (
     KID_SCALE_NOTE,
+    NETWORKS_NOTE,
     UNMEASURABLE,
     VERDICTS,
     best_group,
@@ -34,6 +35,7 @@ from cifar_nb.book.audit import (
     metric_name,
     modes_used,
     n_params,
+    network_column,
     rules_broken,
     verdict,
 )
@@ -158,25 +160,26 @@ def generator_table(P: Params, results: dict[str, list[RunResult]]) -> Table:
         fid_claim = next((c for c in exp.claims if c.metric == "fid"), None)
         fid = artifacts.aggregate(rs, "fid")
         fid_ours = fmt("fid", fid["mean"], fid["std"]) if fid["mean"] is not None else "not measured here"
-        mode = modes_used(rs) if rs else "—"
-        if rs and mode != exp.sampling_mode:
-            fallback.append(n)
-            mode += f" (the report's: {exp.sampling_mode}, not scored yet)"
-        # FID is one network's for every run; FD-cls and KID average only within one FD-cls feature network
+        # FID is Inception's for every run; FD-cls and KID average only within one FD-cls feature network
         for net, in_net in (artifacts.by_feature_net(rs) or {None: []}).items():
             fd, kid = artifacts.aggregate(in_net, "fd_cls"), artifacts.aggregate(in_net, "kid_mean")
+            mode = modes_used(in_net) if in_net else "—"
+            if in_net and mode != exp.sampling_mode:
+                fallback.append(n)
+                mode += f" (the report's: {exp.sampling_mode}, not scored yet)"
             rows.append([n, fmt("fid", fid_claim.value) if fid_claim else "—", fid_ours,
                          fmt("fd_cls", fd["mean"], fd["std"]), fmt_kid(kid["mean"], kid["std"]), mode,
                          str(len(in_net)), net or "—"])
-    show_net = len({row[-1] for row in rows if row[-1] != "—"}) > 1
-    rows = [row if show_net else row[:-1] for row in rows]
+    heads = ["experiment", "FID claimed", "FID ours", "FD-cls ours (substitute, not FID)", KID_COLUMN,
+             "sampling mode", "seeds"]
+    heads, rows, networks = network_column(heads, rows)
+    fallback = list(dict.fromkeys(fallback))
     unmeasured = [n for n, rs in results.items() if artifacts.aggregate(rs, "fid")["mean"] is None]
     caption = ("Generators: mean ± sample std (ddof=1) over seeds, in the sampling mode named (train: G's "
                "BatchNorm on each batch's statistics, as the DCGAN tutorial samples; eval: running statistics). "
                + KID_SCALE_NOTE)
-    if show_net:
-        caption += (" FD-cls and KID were scored in more than one FD-cls feature network (last column: the feature "
-                    "run), and rows from different networks do not compare.")
+    if networks:
+        caption += " " + NETWORKS_NOTE
     note = ""
     if unmeasured:
         caption += (" FID needs a generator trained on CIFAR-100, the CIFAR-100 test set and torch-fidelity's "
@@ -187,9 +190,7 @@ def generator_table(P: Params, results: dict[str, list[RunResult]]) -> Table:
         note += ("\n\n" if note else "") + (
             f"The report's sampling mode is not scored yet for {', '.join(fallback)}: "
             f"`python -m cifar_nb score {fallback[0]} --seed 0 --sampling-mode train` scores it from the saved weights.")
-    return Table(["experiment", "FID claimed", "FID ours", "FD-cls ours (substitute, not FID)",
-                  KID_COLUMN, "sampling mode", "seeds"] + (["FD-cls network"] if show_net else []), rows,
-                 caption=caption, note=note)
+    return Table(heads, rows, caption=caption, note=note)
 
 
 def reduced_runs(P: Params, name: str, steps: int, seeds=(0,)) -> list[RunResult]:
