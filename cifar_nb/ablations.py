@@ -21,8 +21,12 @@ EVERYWHERE = None
 CHANNEL_SYMMETRIC = ("addnist",)
 # report E's own dataset: its augmentation was chosen for handwritten digits, which stay legible turned and sheared
 DIGITS = ("addnist",)
-# report E's geometric augmentation, with its numbers (experiments.py's E-classifier)
+# report E's geometric augmentation, with its numbers (experiments.py's E-classifier); since it passed AddNIST's
+# validation split it is the recipe there, and the crop is the variant
 E_AFFINE = "report E's affine augmentation, in place of the crop"
+CROP = "our 2-pixel crop, in place of report E's affine augmentation"
+CROP_AUGMENT = experiments.get("ours-classifier").config.augment      # the recipe's augmentation on photographs
+BEFORE_E_AFFINE = "the 2-pixel crop on AddNIST too, before report E's augmentation passed the validation split"
 FIRST_GAN_DESIGN = "first design (SN discriminator, hinge loss, batch 64)"
 # report C's training as it is, but for the EMA of G, which the recipe adds beside DiffAugment
 NO_DIFFAUGMENT = "no DiffAugment (report C's training, with the EMA)"
@@ -44,6 +48,7 @@ ABLATIONS: dict[str, list[tuple[str, dict, tuple | None]]] = {
          {"model_args.pool_first": False, "augment.channel_shuffle": 0, "train.tta": "auto"}, CHANNEL_SYMMETRIC),
         (E_AFFINE, {"augment.affine": experiments.get("E-classifier").config.augment["affine"], "augment.crop": 0},
          DIGITS),
+        (CROP, {"augment": CROP_AUGMENT}, DIGITS),
     ],
     "ours-generator": [
         (FULL_RECIPE, {}, EVERYWHERE),
@@ -64,13 +69,35 @@ ABLATIONS: dict[str, list[tuple[str, dict, tuple | None]]] = {
 }
 
 
-def variants(name: str, dataset: str | None = None, only=None) -> list[tuple[str, dict]]:
+# Earlier recipes of ours, by the changes that turn the registered recipe back into them: a run is found by its
+# config, so the ablations measured on an earlier recipe stay readable after a piece of it changed (the tables'
+# `base`). Each label says what the earlier recipe had.
+EARLIER_RECIPES: dict[str, dict[str, dict]] = {
+    "ours-classifier": {BEFORE_E_AFFINE: {"augment": CROP_AUGMENT}},
+}
+
+
+def earlier(name: str, base: str | None) -> dict:
+    """The changes that turn `name`'s registered recipe back into an earlier one (EARLIER_RECIPES), {} for None."""
+    if base is None:
+        return {}
+    known = EARLIER_RECIPES.get(name, {})
+    if base not in known:
+        raise ValueError(f"{name} has no earlier recipe {base!r}; earlier recipes: {', '.join(known) or 'none'}")
+    return known[base]
+
+
+def variants(name: str, dataset: str | None = None, only=None, base: str | None = None) -> list[tuple[str, dict]]:
     """(label, FIELD.KEY changes) of every ablation of `name`; with a dataset, only those that mean something on
-    it; with `only` (labels), only those, and the full recipe first always."""
+    it and change the recipe there (`base`: an earlier recipe's label, EARLIER_RECIPES); with `only` (labels),
+    only those, and the full recipe first always."""
     if name not in ABLATIONS:
         raise ValueError(f"no ablations are defined for {name!r}; defined: {', '.join(ABLATIONS)}")
     todo = [(label, changes) for label, changes, where in ABLATIONS[name]
             if where is EVERYWHERE or dataset is None or dataset in where]
+    if dataset is not None:     # a variant that is the recipe itself here is no variant
+        recipe = experiments.get(name).make_config(dataset=dataset).with_changes(earlier(name, base))
+        todo = [(label, c) for label, c in todo if label == FULL_RECIPE or recipe.with_changes(c) != recipe]
     if only is not None:
         unknown = sorted(set(only) - {label for label, _ in todo})
         if unknown:
@@ -80,18 +107,15 @@ def variants(name: str, dataset: str | None = None, only=None) -> list[tuple[str
     return todo
 
 
-def config(name: str, changes: dict, steps: int, dataset: str, seed: int = 0) -> RunConfig:
-    """The recipe of `name` cut to `steps` on `dataset`, with one variant's FIELD.KEY changes applied."""
-    cfg = experiments.get(name).make_config(steps=steps, dataset=dataset, seed=seed)
-    for dotted, value in changes.items():
-        if "." not in dotted:                     # a whole field
-            cfg = cfg.replace(**{dotted: value})
-            continue
-        field_name, key = dotted.split(".", 1)
-        cfg = cfg.replace(**{field_name: {**getattr(cfg, field_name), key: value}})
-    return cfg
+def config(name: str, changes: dict, steps: int, dataset: str, seed: int = 0, base: str | None = None) -> RunConfig:
+    """The recipe of `name` (or an earlier one, `base`) cut to `steps` on `dataset`, with one variant's FIELD.KEY
+    changes applied."""
+    recipe = experiments.get(name).make_config(steps=steps, dataset=dataset, seed=seed)
+    return recipe.with_changes(earlier(name, base)).with_changes(changes)
 
 
-def configs(name: str, steps: int, dataset: str, seed: int = 0, only=None) -> list[tuple[str, RunConfig]]:
+def configs(name: str, steps: int, dataset: str, seed: int = 0, only=None,
+            base: str | None = None) -> list[tuple[str, RunConfig]]:
     """(variant, config) for every ablation of `name` on `dataset` (or those in `only`), the full recipe first."""
-    return [(label, config(name, changes, steps, dataset, seed)) for label, changes in variants(name, dataset, only)]
+    return [(label, config(name, changes, steps, dataset, seed, base))
+            for label, changes in variants(name, dataset, only, base)]

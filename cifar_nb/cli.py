@@ -7,6 +7,8 @@
                                         [--force]
     python -m cifar_nb score <experiment> [--seed S] [--samples N] [--fid-weights PATH]
                                           score a finished generator from its weights, without retraining
+    python -m cifar_nb score <classifier> [--seed S] [--variant LABEL] [--split val|test]
+                                          evaluate a finished classifier on a split it never trained on
     python -m cifar_nb ablate <experiment> --steps N --dataset D [--seed S]
                                           every ablation of our recipe, at a reduced budget (labelled)
     python -m cifar_nb data check [--data-root DIR]
@@ -151,7 +153,7 @@ def cmd_run(args) -> int:
 def cmd_ablate(args) -> int:
     """Every variant of ablations.ABLATIONS[experiment], one after another; finished ones are reused."""
     try:
-        todo = ablations.configs(args.experiment, args.steps, args.dataset, args.seed, args.only)
+        todo = ablations.configs(args.experiment, args.steps, args.dataset, args.seed, args.only, args.earlier)
     except (KeyError, ValueError) as e:
         raise SystemExit(f"error: {e.args[0]}")
     device = resolve_device(args.device)
@@ -173,6 +175,16 @@ def cmd_ablate(args) -> int:
 def cmd_score(args) -> int:
     exp = experiments.get(args.experiment)
     cfg = config_from_flags(exp, args).replace(seed=args.seed)
+    if args.variant or args.earlier:
+        cfg = cfg.with_changes(ablations.earlier(args.experiment, args.earlier))
+        if args.variant:
+            todo = dict(ablations.variants(args.experiment, cfg.dataset, [args.variant], args.earlier))
+            cfg = cfg.with_changes(todo[args.variant])
+    if cfg.kind == "classifier":
+        scores = runs.score_classifier(cfg, args.split, device=resolve_device(args.device), data_root=args.data_root,
+                                       results_dir=args.results_dir)
+        print(json.dumps(scores, indent=2, sort_keys=True))
+        return 0
     scores = runs.score(cfg, device=resolve_device(args.device), data_root=args.data_root,
                         results_dir=args.results_dir, n_samples=args.samples, fid_weights=args.fid_weights,
                         sampling_mode=args.sampling_mode, weights=args.weights,
@@ -334,10 +346,18 @@ def _main(argv: list[str] | None = None) -> int:
     q.set_defaults(fn=cmd_run)
 
     q = sub.add_parser("score", help="score a finished generator again from its weights (FD-cls, KID, FID where "
-                                     "possible), without retraining")
+                                     "possible), or evaluate a finished classifier on a held-out split, without "
+                                     "retraining")
     q.add_argument("experiment")
     q.add_argument("--seed", type=non_negative_int, default=0)
     add_config_flags(q, role=" the run was trained with")
+    q.add_argument("--variant", metavar="LABEL", help="the run of one ablation variant of the recipe (its label, as "
+                                                      "in `ablate`; changes applied after --set)")
+    q.add_argument("--earlier", metavar="LABEL", help="the run of an earlier recipe of ours (ablations.EARLIER_RECIPES), "
+                                                      "or with --variant, of one of its variants")
+    q.add_argument("--split", choices=["val", "test"], default="val",
+                   help="classifiers: the held-out split to evaluate on (default val: train['val_size'] images held "
+                        "out of the training split, else the dataset's own validation split)")
     q.add_argument("--samples", type=positive_int, help="images to generate (default: the run's fid_samples)")
     q.add_argument("--fid-weights", help="torch-fidelity's Inception weights file (default: $CIFAR_NB_INCEPTION_WEIGHTS "
                                          "or the torch hub cache)")
@@ -361,6 +381,8 @@ def _main(argv: list[str] | None = None) -> int:
     q.add_argument("--seed", type=non_negative_int, default=0)
     q.add_argument("--only", action="append", metavar="LABEL",
                    help="run only this variant (repeatable; the full recipe always runs): its label in ablations.py")
+    q.add_argument("--earlier", metavar="LABEL", help="the variants of an earlier recipe of ours instead "
+                                                      "(ablations.EARLIER_RECIPES), that recipe first")
     q.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1 ...")
     q.add_argument("--data-root", help="folder holding the datasets (default: $CIFAR_NB_DATA)")
     q.add_argument("--results-dir", help="where artifacts go (default: results/ or $CIFAR_NB_RESULTS)")

@@ -75,6 +75,18 @@ class RunConfig:
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
 
+    def with_changes(self, changes: dict) -> "RunConfig":
+        """This config with changes written as on the command line: "FIELD.KEY" for one key of a dict field
+        (`--set train.ema=0.999`), or a whole "FIELD" where a variant is another design rather than one piece."""
+        cfg = self
+        for dotted, value in changes.items():
+            if "." not in dotted:
+                cfg = cfg.replace(**{dotted: value})
+                continue
+            field_name, key = dotted.split(".", 1)
+            cfg = cfg.replace(**{field_name: {**getattr(cfg, field_name), key: value}})
+        return cfg
+
     @property
     def hash(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

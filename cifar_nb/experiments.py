@@ -81,6 +81,9 @@ class Experiment:
     # calls netG.eval(); "eval" (running statistics) otherwise. Where that mode has not been scored yet, the
     # audit falls back to the mode the run was scored in at training time, and says so.
     sampling_mode: str = "eval"
+    # FIELD.KEY changes the recipe makes on one dataset only, {dataset: changes}: a piece chosen for that data
+    # (ours-classifier: report E's affine augmentation on AddNIST's digits, adopted on its validation split)
+    on_dataset: dict[str, dict] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -95,8 +98,10 @@ class Experiment:
         return self.config.out_of_budget
 
     def make_config(self, **overrides) -> RunConfig:
-        """The recipe with some fields changed (dataset, steps, seed, batch_size ...)."""
-        return self.config.replace(**overrides)
+        """The recipe with some fields changed (dataset, steps, seed, batch_size ...), and on a dataset of
+        `on_dataset`, its changes there (applied last)."""
+        cfg = self.config.replace(**overrides)
+        return cfg.with_changes(self.on_dataset.get(cfg.dataset, {}))
 
     def summary(self) -> dict:
         cfg = self.config
@@ -396,8 +401,12 @@ register(Experiment(
     ),
     claimed_params=None,
     notes="Ours, not a report's: 93,828 parameters with a 100-class head (83,508 on AddNIST, 82,218 on CIFAR-10), "
-          "about 2.1x report A's network per training step. Targets at full budget: AddNIST test >= 96% (report E "
-          "94.1%), CIFAR-10 JPEG stand-in >= 90% (reports A and B ~80% there).",
+          "about 2.1x report A's network per training step. On AddNIST report E's random affine augmentation "
+          "replaces the crop (ahead on AddNIST's validation split at every seed). Targets at full budget: AddNIST "
+          "test >= 96% (report E 94.1%), CIFAR-10 JPEG stand-in >= 90% (reports A and B ~80% there).",
+    # handwritten digits stay legible turned, scaled and sheared, as report E augments them; photographs keep the
+    # crop. Adopted after it was ahead on AddNIST's own validation split at all three seeds (ablations.py)
+    on_dataset={"addnist": {"augment.affine": get("E-classifier").config.augment["affine"], "augment.crop": 0}},
 ))
 register(Experiment(
     "ours-generator", OURS, "Report C's DCGAN trained with DiffAugment and an EMA of G (in budget)",

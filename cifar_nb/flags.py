@@ -77,6 +77,4 @@ def config_from_flags(exp, args) -> RunConfig:
     cfg = exp.make_config(**{f.name: getattr(args, f.name) for f in SCALAR_FIELDS
                              if getattr(args, f.name) is not None})
     settings = list(args.set) + ([("train", "fid_samples", args.fid_samples)] if args.fid_samples else [])
-    for field_name, key, value in settings:
-        cfg = cfg.replace(**{field_name: {**getattr(cfg, field_name), key: value}})
-    return cfg
+    return cfg.with_changes({f"{field_name}.{key}": value for field_name, key, value in settings})

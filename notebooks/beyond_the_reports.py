@@ -56,7 +56,9 @@ P, runs = chapter.start(globals(), "ours-classifier", "ours-generator", "C-gener
 # - label smoothing {cite:p}`szegedy2016inception,muller2019labelsmoothing` and GELU activations {cite:p}`hendrycks2016gelu`;
 # - an exponential moving average of the weights, which is what is evaluated and saved {cite:p}`polyak1992averaging`;
 # - 2-pixel translations, and mirror flips with flip test-time augmentation only where a mirror image keeps
-#   its label: on natural images, not on AddNIST's digits;
+#   its label: on natural images, not on AddNIST's digits. On AddNIST the translations give way to report E's
+#   random turns, shifts, rescalings and shears of each image, which handwritten digits survive legibly; that change came last, and only after a split held out of training and of scoring said so (the
+#   ablations below);
 # - on AddNIST, the one symmetry its labels have: a label is the sum of the digits in the three colour
 #   channels {cite:p}`geada2024addnist`, so every order of the channels has the same label. Each training
 #   image gets its channels in a random order, and the evaluated prediction averages the six orders, as flip
@@ -254,19 +256,21 @@ beyond.ablation_table("ours-classifier", 2_000, "cifar10-jpeg")
 # little higher: at 2,000 steps and one seed, we cannot say that those pieces help.
 
 # %% [markdown]
-# On AddNIST three changes to the recipe are in question: the head after the pool; the channel symmetry
+# On AddNIST three changes to the recipe were in question: the head after the pool; the channel symmetry
 # (shuffled channels in training, the six orders averaged at test); and report E's geometric augmentation, which
 # turns, shifts, scales and shears every image at random in place of our shifts of two pixels, and which report
-# E's own recipe, run here, rides to a higher score than ours (the side-by-side table). The same reduced budget
-# first, then the full budget, where "first recipe" is the one this chapter first ran, without the first two.
+# E's own recipe, run here, rides to a higher score than ours did (the side-by-side table). All three were
+# measured on the recipe as it stood before the last of them joined it, with the crop on AddNIST too, and the
+# tables say so: the same reduced budget first, then the full budget, where "first recipe" is the one this
+# chapter first ran, without the first two.
 
 # %% tags=["full-width"]
-beyond.ablation_table("ours-classifier", 2_000, "addnist", only=[
+beyond.ablation_table("ours-classifier", 2_000, "addnist", base=ablations.BEFORE_E_AFFINE, only=[
     "no test-time augmentation", "expansion before the pool (at every place)", "no channel shuffling",
     "no channel symmetries (shuffling, test-time orders)", ablations.E_AFFINE])
 
 # %% tags=["full-width"]
-beyond.ablation_table("ours-classifier", 10_000, "addnist", seeds=(0, 1, 2), only=[
+beyond.ablation_table("ours-classifier", 10_000, "addnist", seeds=(0, 1, 2), base=ablations.BEFORE_E_AFFINE, only=[
     "expansion before the pool (at every place)", "first recipe (expansion before the pool, no channel symmetries)",
     ablations.E_AFFINE])
 
@@ -275,9 +279,31 @@ beyond.ablation_table("ours-classifier", 10_000, "addnist", seeds=(0, 1, 2), onl
 # has not yet learnt to read digits that are turned and sheared, and it fits the augmented training images no
 # better than the test images. By the end of the run it is ahead of the recipe by more than the spread between
 # seeds, and level with report E's own recipe run here (the side-by-side table), with a network of
-# fewer parameters; the 96 % target stays out of reach. It is a candidate for the recipe rather than the recipe:
-# we saw it help on the test split it is scored on, and the registered recipe changes only where a split held out
-# of training and of scoring says so.
+# fewer parameters; the 96 % target stays out of reach. That made it a candidate for the recipe rather than the
+# recipe: we saw it help on the test split it is scored on, and the registered recipe changes only where a split
+# held out of training and of scoring says so.
+#
+# AddNIST comes with such a split: 15,000 images of its own, apart from the training and test images. Every
+# full-budget run of the recipe and of the variant is evaluated on it again from its saved weights, exactly as its
+# training evaluated the test split (the weight average, the six channel orders), and the variant passes only if
+# it is ahead at every seed.
+
+# %% tags=["full-width"]
+beyond.validation_table("ours-classifier", "addnist", ablations.E_AFFINE, base=ablations.BEFORE_E_AFFINE)
+
+# %% [markdown]
+# The variant is ahead on the validation split at all three seeds, by about as much as on the test split, so report
+# E's augmentation is now our recipe on AddNIST, and on AddNIST only: photographs keep the crop. Its three
+# full-budget runs are the recipe's AddNIST runs in the side-by-side and target tables above, and the crop is
+# the variant in the table below. The weights of the earlier recipe's seeds 0 and 1 had not been kept; they were
+# trained again from the same configs and came out byte for byte the same (their sha256 is the one each run
+# recorded), so every validation score is that of the very network whose test accuracy the tables show. The
+# validation split confirmed one change we had already seen help; it chose nothing among many, so it stays a
+# held-out check and not a tuning set. With it our classifier matches report E's own recipe on AddNIST, within
+# the spread between seeds, and the 96 % target remains out of reach.
+
+# %% tags=["full-width"]
+beyond.ablation_table("ours-classifier", 10_000, "addnist", seeds=(0, 1, 2), only=[ablations.CROP])
 
 # %% [markdown]
 # And at full budget on the stand-in, where the channel symmetry changes nothing, the head alone:

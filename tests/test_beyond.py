@@ -18,9 +18,15 @@ def test_each_ablation_changes_exactly_its_own_keys_of_the_reduced_recipe(datase
     assert len({c.hash for _, c in todo}) == len(todo)          # every variant is a run of its own
     for (label, cfg), (_, changes) in zip(todo[1:], ablations.variants("ours-classifier", dataset)[1:]):
         for dotted, value in changes.items():
+            if "." not in dotted:                                 # a whole field, as the crop on AddNIST
+                assert getattr(cfg, dotted) == value != getattr(base, dotted), label
+                continue
             field, key = dotted.split(".")
             assert getattr(cfg, field)[key] == value != getattr(base, field).get(key), label
         touched = {d.split(".")[0] for d in changes}
+        if any("." not in d for d in changes):
+            assert cfg.replace(**{f: getattr(base, f) for f in touched}) == base
+            continue
         for field in ("augment", "train"):
             keys = {d.split(".")[1] for d in changes if d.startswith(field)}
             assert {k: v for k, v in getattr(cfg, field).items() if k not in keys} == \
@@ -32,6 +38,53 @@ def test_each_ablation_changes_exactly_its_own_keys_of_the_reduced_recipe(datase
     assert bool(channel) == data.known_info(dataset).channel_order_invariant
     with pytest.raises(ValueError, match="no ablations are defined for 'A-classifier'"):
         ablations.variants("A-classifier")
+
+
+def test_an_earlier_recipe_keeps_its_measured_variants_readable_and_drops_those_that_change_nothing(
+        tmp_path, monkeypatch):
+    earlier = "without the weight average (for this test)"
+    monkeypatch.setitem(ablations.EARLIER_RECIPES, "ours-classifier", {earlier: {"train.ema": None}})
+    now = dict(ablations.configs("ours-classifier", 1_000, "cifar10-jpeg"))
+    then = dict(ablations.configs("ours-classifier", 1_000, "cifar10-jpeg", base=earlier))
+    # the earlier recipe is the current one's "no weight EMA" variant; that variant of it changes nothing
+    assert then[ablations.FULL_RECIPE] == now["no weight EMA"] and "no weight EMA" not in then
+    assert then["no label smoothing"] == now["no label smoothing"].replace(train={
+        **now["no label smoothing"].train, "ema": None})
+    fake_run(tmp_path, then[ablations.FULL_RECIPE], {"test_acc": 0.70})
+    fake_run(tmp_path, then["no label smoothing"], {"test_acc": 0.68})
+    t = beyond.ablation_table("ours-classifier", 1_000, "cifar10-jpeg", results_dir=tmp_path, base=earlier)
+    rows = {r[0]: r for r in t.rows}
+    assert beyond.EARLIER in rows and ablations.FULL_RECIPE not in rows and rows["no label smoothing"][3] == "-2.00"
+    assert earlier in t.caption and f"--earlier '{earlier}'" in t.note
+    # ... while the current recipe's own table has run none of them
+    assert beyond.ablation_table("ours-classifier", 1_000, "cifar10-jpeg", results_dir=tmp_path).rows[0][2] == \
+        "not run yet"
+    with pytest.raises(ValueError, match="no earlier recipe 'nope'"):
+        ablations.configs("ours-classifier", 1_000, "cifar10-jpeg", base="nope")
+    with pytest.raises(ValueError, match="no ablation of ours-classifier on cifar10-jpeg is labelled 'no weight EMA'"):
+        ablations.configs("ours-classifier", 1_000, "cifar10-jpeg", base=earlier, only=["no weight EMA"])
+
+
+def test_report_e_s_augmentation_is_the_recipe_on_addnist_only_and_the_crop_its_variant_there():
+    exp = experiments.get("ours-classifier")
+    photos, digits = (exp.make_config(dataset=d, seed=0) for d in ("cifar10-jpeg", "addnist"))
+    assert photos == exp.config.replace(dataset="cifar10-jpeg") and "affine" not in photos.augment
+    assert digits.augment == {**photos.augment, "crop": 0,
+                              "affine": experiments.get("E-classifier").config.augment["affine"]}
+    # the runs made before the change are found again: the crop variant now, the earlier recipe's own table too
+    crop = dict(ablations.configs("ours-classifier", 10_000, "addnist", only=[ablations.CROP]))[ablations.CROP]
+    earlier = dict(ablations.configs("ours-classifier", 10_000, "addnist", base=ablations.BEFORE_E_AFFINE,
+                                     only=[ablations.E_AFFINE]))
+    assert crop == earlier[ablations.FULL_RECIPE] == photos.replace(dataset="addnist", steps=10_000)
+    assert earlier[ablations.E_AFFINE] == digits.replace(steps=10_000)
+    labels = [label for label, _ in ablations.variants("ours-classifier", "addnist")]
+    assert ablations.CROP in labels and ablations.E_AFFINE not in labels      # the recipe itself is no variant
+    assert ablations.CROP not in [label for label, _ in ablations.variants("ours-classifier", "cifar10-jpeg")]
+    # the notebooks' runs and the full-budget tables follow the recipe on the dataset
+    from cifar_nb.book import params
+    P = params.validate_parameters(["ours-classifier"], preview=False, seeds=[0], dataset="addnist",
+                                   results_dir=None, device="cpu", data_root=None)
+    assert P.config("ours-classifier") == digits
 
 
 def test_the_ablation_table_shows_what_exists_and_labels_the_budget(tmp_path):
@@ -99,6 +152,12 @@ def test_ablate_runs_every_variant_and_refuses_what_it_cannot_do(tmp_path, monke
     assert cli.main(["ablate", "ours-classifier", "--steps", "300", "--dataset", "addnist", "--only",
                      "no channel shuffling", "--device", "cpu", "--results-dir", str(tmp_path)]) == 0
     assert [c.augment.get("channel_shuffle") for c in seen] == ["auto", 0]
+    seen.clear()                     # an earlier recipe's variants, by the same command
+    assert cli.main(["ablate", "ours-classifier", "--steps", "300", "--dataset", "addnist", "--only", ablations.E_AFFINE,
+                     "--earlier", ablations.BEFORE_E_AFFINE, "--device", "cpu", "--results-dir", str(tmp_path)]) == 0
+    assert seen == [c for _, c in ablations.configs("ours-classifier", 300, "addnist", only=[ablations.E_AFFINE],
+                                                    base=ablations.BEFORE_E_AFFINE)]
+    assert seen[0].augment["crop"] == 2 and seen[1].augment["crop"] == 0
     with pytest.raises(SystemExit, match="no ablation of ours-classifier on cifar10-jpeg is labelled 'no channel"):
         cli.main(["ablate", "ours-classifier", "--steps", "300", "--dataset", "cifar10-jpeg", "--only",
                   "no channel shuffling", "--results-dir", str(tmp_path)])
@@ -141,6 +200,42 @@ def test_the_weight_average_table_sets_each_full_run_s_average_against_its_live_
     t = beyond.weight_average_table("ours-generator", "cifar10-jpeg", results_dir=tmp_path)
     assert [row[1:] for row in t.rows] == [[0, "30.00", "36.50", "-6.5"], [1, "33.00", "not scored yet", "—"]]
     assert "--weights live" in t.note
+
+
+def test_the_validation_table_passes_a_variant_only_if_it_is_ahead_on_the_held_out_split_at_every_seed(tmp_path):
+    import json
+    import shutil
+
+    from cifar_nb.engine import artifacts
+    todo = {s: dict(ablations.configs("ours-classifier", 10_000, "addnist", seed=s, only=[ablations.E_AFFINE],
+                                      base=ablations.BEFORE_E_AFFINE)) for s in (0, 1, 2)}
+
+    def finished(seed, label, test, val=None):
+        r = fake_run(tmp_path, todo[seed][label], {"test_acc": test})
+        if val is not None:
+            (r.run_dir / "scored" / "val-split").mkdir(parents=True)
+            (r.run_dir / "scored" / "val-split" / "scores.json").write_text(json.dumps({"val_acc": val}))
+
+    def table():
+        return beyond.validation_table("ours-classifier", "addnist", ablations.E_AFFINE, results_dir=tmp_path,
+                                       base=ablations.BEFORE_E_AFFINE)
+
+    finished(0, ablations.FULL_RECIPE, 0.93, 0.92)
+    finished(0, ablations.E_AFFINE, 0.94, 0.935)
+    finished(1, ablations.FULL_RECIPE, 0.93)                 # trained, not yet evaluated on the split
+    t = table()
+    assert t.rows[0] == [0, "92.00 %", "93.50 %", "+1.50", "93.00 %", "94.00 %"]
+    assert t.rows[1][1:4] == ["not scored yet", "not run yet", "—"] and t.rows[2][1:3] == ["not run yet"] * 2
+    assert "Not decided yet: 1 of 3 seeds" in t.caption and "--split val" in t.note
+    shutil.rmtree(artifacts.run_dir(todo[1][ablations.FULL_RECIPE], tmp_path))
+    finished(1, ablations.FULL_RECIPE, 0.93, 0.92)
+    finished(1, ablations.E_AFFINE, 0.95, 0.91)               # ahead on the test split, behind on validation
+    finished(2, ablations.FULL_RECIPE, 0.93, 0.92)
+    finished(2, ablations.E_AFFINE, 0.94, 0.93)
+    assert "The rule is not met: the variant is ahead at 2 of 3 seeds" in table().caption
+    shutil.rmtree(artifacts.run_dir(todo[1][ablations.E_AFFINE], tmp_path))
+    finished(1, ablations.E_AFFINE, 0.95, 0.925)
+    assert "The rule is met" in table().caption and "(mean +1.00 points)" in table().caption
 
 
 def test_the_generator_variants_the_chapter_shows_at_full_budget_are_registered_ablations():

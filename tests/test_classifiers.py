@@ -6,6 +6,7 @@ loop, not of luck. One test runs on the real offline stand-in when the data root
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -212,6 +213,41 @@ def test_validation_split(synthetic, tmp_path):
     assert m["n_val"] == 64 and m["n_train"] == 256 - 64 and m["n_test"] == 128
     assert "val_acc" in res.history[0] and "test_acc" not in res.history[0]
     assert {"val_acc", "best_val_acc", "best_val_step", "test_acc", "test_loss"} <= set(m)
+
+
+def test_a_finished_classifier_is_evaluated_again_on_a_held_out_split_as_its_training_evaluated_it(
+        synthetic, tmp_path, monkeypatch, capsys):
+    # our recipe: an EMA of the weights, the whitening stem and test-time views, all of which the evaluation of the
+    # saved weights has to rebuild to give back the numbers training measured
+    cfg = tiny("ours-classifier", steps=6, eval_every=6)
+    held = cfg.replace(seed=1, train={**cfg.train, "val_size": 64, "eval_split": "val"})
+    res = go(held, tmp_path)
+    training_files = {f: (res.run_dir / f).read_bytes() for f in ("metrics.json", "history.csv", "weights.pt")}
+    val = runs.score_classifier(held, "val", results_dir=tmp_path)
+    test = runs.score_classifier(held, "test", results_dir=tmp_path)
+    assert val["n_val"] == 64 and val["val_acc"] == res.metrics["val_acc"]
+    assert val["val_loss"] == pytest.approx(res.metrics["val_loss"], rel=1e-6)
+    assert test["test_acc"] == res.metrics["test_acc"] and test["n_test"] == 128
+    assert json.loads((res.run_dir / "scored" / "val-split" / "scores.json").read_text())["val_acc"] == val["val_acc"]
+    assert {f: (res.run_dir / f).read_bytes() for f in training_files} == training_files
+    # trained on the whole training split: the dataset's own validation split is the held-out one
+    whole = go(cfg, tmp_path)
+    own = runs.score_classifier(cfg, "val", results_dir=tmp_path)
+    assert own["n_val"] == 64 and 0 <= own["val_acc"] <= 1 and own["run"] == whole.config.hash
+    # ... and where it has none, nothing held out exists: a clear refusal, nothing written
+    described = data.describe
+    monkeypatch.setattr(data, "describe", lambda d="cifar100", root=None: dataclasses.replace(
+        described(d, root), splits=("train", "test")))
+    (whole.run_dir / "scored").rename(tmp_path / "kept")
+    with pytest.raises(ValueError, match="no validation split of its own"):
+        runs.score_classifier(cfg, "val", results_dir=tmp_path)
+    assert not (whole.run_dir / "scored").exists()
+    with pytest.raises(ValueError, match="no finished run.*train it first"):
+        runs.score_classifier(cfg.replace(seed=5), "val", results_dir=tmp_path)
+    (whole.run_dir / "weights.pt").unlink()
+    artifacts.kept_weights_path(cfg, "weights.pt", tmp_path).unlink(missing_ok=True)
+    with pytest.raises(FileNotFoundError, match="not kept in git"):
+        runs.score_classifier(cfg, "test", results_dir=tmp_path)
 
 
 def test_bad_train_key_is_one_clear_error(synthetic, tmp_path):

@@ -13,7 +13,7 @@ from test_diffusion import tiny_cfg as tiny_ddpm
 from test_gan import E_TRICKS, tiny_data  # noqa: F401  (tiny_data is a fixture)
 from test_gan import tiny_cfg as tiny_gan
 
-from cifar_nb import cli
+from cifar_nb import cli, experiments
 from cifar_nb.engine import artifacts, runs, runtime
 
 
@@ -63,8 +63,14 @@ def test_scoring_refuses_clearly_without_a_run_or_its_weights(tiny_data, stub_fe
     with pytest.raises(FileNotFoundError, match="not kept in git.*lease unpack"):
         runs.score(cfg, results_dir=tmp_path, progress=False)
     assert not (res.run_dir / "scored").exists()
+    with pytest.raises(ValueError, match="not a generator"):
+        runs.score(experiments.get("A-classifier").config, results_dir=tmp_path, progress=False)
+    # a classifier is evaluated on a held-out split instead, and only once it has been trained
     assert cli.main(["score", "A-classifier", "--results-dir", str(tmp_path)]) == cli.EXIT_USER_ERROR
-    assert "not a generator" in capsys.readouterr().err
+    assert "no finished run" in capsys.readouterr().err
+    assert cli.main(["score", "ours-classifier", "--variant", "no such variant", "--results-dir", str(tmp_path)]) \
+        == cli.EXIT_USER_ERROR
+    assert "labels: full recipe" in capsys.readouterr().err
 
 
 def test_a_gan_with_an_ema_is_scored_from_its_live_weights_on_request(tiny_data, stub_features, tmp_path):

@@ -254,10 +254,10 @@ def best_group(name: str, results_dir=None) -> list[RunResult]:
     groups = runs_on_disk(name, results_dir)
     if not groups:
         return []
-    recipe = exp.config.replace(seed=0)
     return max(groups, key=lambda g: (g[0].config.dataset == exp.config.dataset,
                                       g[0].config.steps == exp.config.steps,
-                                      g[0].config.replace(seed=0, dataset=recipe.dataset) == recipe,
+                                      g[0].config.replace(seed=0) == exp.make_config(dataset=g[0].config.dataset,
+                                                                                     seed=0),
                                       g[0].config.steps, len(g), max(r.env.get("date", "") for r in g)))
 
 

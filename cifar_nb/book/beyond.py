@@ -17,6 +17,9 @@ from cifar_nb.book.display import Table
 from cifar_nb.engine import artifacts
 from cifar_nb.engine.artifacts import RunResult
 
+# the first row of a table of an earlier recipe's variants
+EARLIER = "earlier recipe"
+
 # The headline numbers per run kind: accuracy for classifiers; FD-cls and KID (substitute features) for GANs.
 HEADLINE = {"classifier": ("test_acc", "best_test_acc", "train_acc"), "gan": ("fd_cls", "kid_mean")}
 
@@ -35,7 +38,7 @@ def full_budget_runs(name: str, dataset: str, results_dir=None) -> list[RunResul
     exp = experiments.get(name)
     groups = [g for g in runs_on_disk(name, results_dir or default_results_dir())
               if g[0].config.dataset == dataset and g[0].config.steps == exp.config.steps
-              and g[0].config.replace(seed=0, dataset=exp.config.dataset) == exp.config.replace(seed=0)]
+              and g[0].config.replace(seed=0) == exp.make_config(dataset=dataset, seed=0)]
     return max(groups, key=len) if groups else []
 
 
@@ -141,41 +144,45 @@ def targets_table(results_dir=None) -> Table:
 
 
 def ablation_runs(name: str, steps: int, dataset: str, seeds=(0,), results_dir=None,
-                  only=None) -> dict[str, list[RunResult]]:
+                  only=None, base: str | None = None) -> dict[str, list[RunResult]]:
     """variant -> its finished runs at that budget, for every variant of ablations.ABLATIONS[name] that means
-    something on the dataset (or those labelled in `only`, the full recipe always)."""
+    something on the dataset (or those labelled in `only`, the full recipe always); `base`: the variants of an
+    earlier recipe of ours (ablations.EARLIER_RECIPES), the full recipe then being that one."""
     root = results_dir or default_results_dir()
     out = {}
-    for label, changes in ablations.variants(name, dataset, only):
-        found = [artifacts.load_complete(ablations.config(name, changes, steps, dataset, s), root) for s in seeds]
+    for label, changes in ablations.variants(name, dataset, only, base):
+        found = [artifacts.load_complete(ablations.config(name, changes, steps, dataset, s, base), root)
+                 for s in seeds]
         out[label] = [r for r in found if r is not None]
     return out
 
 
-def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=None, only=None) -> Table:
+def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=None, only=None,
+                   base: str | None = None) -> Table:
     """One row per variant: what it changes, its headline score (test accuracy; FD-cls and KID for a GAN) and the
     change from the full recipe. `only`: the variants to show (labels), the full recipe always; default: every one
-    that means something here."""
+    that means something here. `base`: the variants of an earlier recipe of ours, measured before it changed."""
     kind = experiments.get(name).kind
     metric, extra = HEADLINE[kind][0], HEADLINE[kind][1:2] if kind == "gan" else ()
-    found = ablation_runs(name, steps, dataset, seeds, results_dir, only)
+    found = ablation_runs(name, steps, dataset, seeds, results_dir, only, base)
     # FD-cls and KID compare only within one feature network: a variant scored in two gets a row per network, and
     # its change is taken against the full recipe in the same network
-    base = {net: artifacts.aggregate(rs, metric)["mean"]
-            for net, rs in artifacts.by_feature_net(found[ablations.FULL_RECIPE]).items()}
+    recipe = {net: artifacts.aggregate(rs, metric)["mean"]
+              for net, rs in artifacts.by_feature_net(found[ablations.FULL_RECIPE]).items()}
     rows = []
-    for label, changes in ablations.variants(name, dataset, only):
+    for label, changes in ablations.variants(name, dataset, only, base):
         what = ", ".join(f"{k} = {v!r}" for k, v in changes.items()) or "—"
+        shown = EARLIER if base is not None and label == ablations.FULL_RECIPE else label
         for net, rs in (artifacts.by_feature_net(found[label]) or {None: []}).items():
             st = artifacts.aggregate(rs, metric)
             if st["mean"] is None:
-                rows.append([label, what, "not run yet"] + ["—"] * (len(extra) + 3))
+                rows.append([shown, what, "not run yet"] + ["—"] * (len(extra) + 3))
                 continue
             delta = "—"
-            if base.get(net) is not None and label != ablations.FULL_RECIPE:
-                delta = f"{100 * (st['mean'] - base[net]):+.2f}" if kind == "classifier" \
-                    else f"{st['mean'] - base[net]:+.1f}"
-            rows.append([label, what, fmt(metric, st["mean"], st["std"])] + [_cell(m, rs) for m in extra]
+            if recipe.get(net) is not None and label != ablations.FULL_RECIPE:
+                delta = f"{100 * (st['mean'] - recipe[net]):+.2f}" if kind == "classifier" \
+                    else f"{st['mean'] - recipe[net]:+.1f}"
+            rows.append([shown, what, fmt(metric, st["mean"], st["std"])] + [_cell(m, rs) for m in extra]
                         + [delta, ", ".join(str(r.config.seed) for r in rs), net or "—"])
     recipe = experiments.get(name).config.steps
     if steps == recipe:
@@ -191,7 +198,11 @@ def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=
     unit = "percentage points" if kind == "classifier" else f"{metric_name(metric)} (lower is better)"
     caption = (f"Ablations of {name} on {dataset_label(dataset)[0]}, each variant changing one piece of the "
                f"recipe. {budget} Δ: {unit} against the full recipe." + (f" {KID_SCALE_NOTE}" if extra else ""))
-    chosen = "".join(f" --only {shlex.quote(label)}" for label in (only or ()))
+    if base is not None:
+        caption += (f" Measured on an earlier recipe of ours, before a piece of it changed: {base}. The "
+                    f"\u201c{EARLIER}\u201d row is that recipe, and Δ is taken against it.")
+    chosen = "".join(f" --only {shlex.quote(label)}" for label in (only or ())) + \
+        (f" --earlier {shlex.quote(base)}" if base is not None else "")
     heads = ["variant", "config change", metric_name(metric)] + [metric_name(m) for m in extra] + \
         ["Δ (points)" if kind == "classifier" else "Δ", "seeds"]
     heads, rows, networks = network_column(heads, rows)
@@ -202,13 +213,13 @@ def ablation_table(name: str, steps: int, dataset: str, seeds=(0,), results_dir=
 
 
 def weight_average_table(name: str, dataset: str, variants=(ablations.FULL_RECIPE,), seeds=(0, 1, 2),
-                         results_dir=None) -> Table:
+                         results_dir=None, base: str | None = None) -> Table:
     """What the EMA of G's weights adds at full budget, read from the same runs: each full-budget run of the
     variants (ablations.py labels) scored from the average, as training scored it, and from the trained G's own
     weights (`python -m cifar_nb score <name> --weights live`, in <run_dir>/scored/<n>-samples-live-weights/)."""
     steps = experiments.get(name).config.steps
     found = ablation_runs(name, steps, dataset, seeds, results_dir,
-                          only=[v for v in variants if v != ablations.FULL_RECIPE])
+                          only=[v for v in variants if v != ablations.FULL_RECIPE], base=base)
     rows = []
     for label in variants:
         for r in found[label]:
@@ -217,13 +228,16 @@ def weight_average_table(name: str, dataset: str, variants=(ablations.FULL_RECIP
             live = json.loads(path.read_text()) if path.exists() else None
             avg, net = r.metrics.get("fd_cls"), r.metrics.get("fd_cls_feature_run")
             same_net = live is not None and live.get("fd_cls_feature_run") == net
-            rows.append([label, r.config.seed, fmt("fd_cls", avg),
+            rows.append([EARLIER if base is not None and label == ablations.FULL_RECIPE else label,
+                         r.config.seed, fmt("fd_cls", avg),
                          "not scored yet" if live is None else fmt("fd_cls", live["fd_cls"]),
                          "—" if not same_net or avg is None else f"{avg - live['fd_cls']:+.1f}", net or "—"])
     caption = (f"{name} at full budget ({steps:,} steps) on {dataset_label(dataset)[0]}: FD-cls of the same run's "
                "generator sampled from the exponential moving average of its weights (what training scores and the "
                "book shows) and from the trained generator's own final weights, each from the same number of "
                "images. Δ: the average's FD-cls minus the live weights' (negative: the average is better).")
+    if base is not None:
+        caption += f" Variants of an earlier recipe of ours: {base}."
     heads, rows, networks = network_column(["variant", "seed", "FD-cls, weight average", "FD-cls, live weights", "Δ"],
                                            rows)
     if networks:
@@ -231,3 +245,47 @@ def weight_average_table(name: str, dataset: str, variants=(ablations.FULL_RECIP
     return Table(heads, rows, caption=caption,
                  note=f"Score the live weights with `python -m cifar_nb score {name} --seed <seed> --weights live`, and a "
                       "variant's by adding its config changes, each as `--set FIELD.KEY=VALUE` (VALUE as JSON).")
+
+
+def validation_table(name: str, dataset: str, variant: str, seeds=(0, 1, 2), results_dir=None,
+                     base: str | None = None) -> Table:
+    """A variant seen to win on the test split, checked on a split held out of training and of scoring: per seed,
+    the full-budget recipe and variant runs evaluated again on the validation split
+    (`python -m cifar_nb score <name> --split val`, in <run_dir>/scored/val-split/), beside their test accuracy.
+    The rule: the variant replaces the recipe's piece only if it is ahead on the validation split at every seed
+    (paired by seed, so that one lucky seed cannot carry a mean)."""
+    steps = experiments.get(name).config.steps
+    found = ablation_runs(name, steps, dataset, seeds, results_dir, only=[variant], base=base)
+    by_seed = {label: {r.config.seed: r for r in rs} for label, rs in found.items()}
+
+    def val(r):
+        path = None if r is None else r.run_dir / "scored" / "val-split" / "scores.json"
+        return json.loads(path.read_text())["val_acc"] if path is not None and path.exists() else None
+
+    rows, deltas = [], []
+    for s in seeds:
+        base, var = by_seed[ablations.FULL_RECIPE].get(s), by_seed[variant].get(s)
+        v0, v1 = val(base), val(var)
+        if v0 is not None and v1 is not None:
+            deltas.append(v1 - v0)
+        rows.append([s] + [fmt("val_acc", v) if v is not None else ("not scored yet" if r else "not run yet")
+                           for v, r in ((v0, base), (v1, var))]
+                    + ["—" if v0 is None or v1 is None else f"{100 * (v1 - v0):+.2f}"]
+                    + [fmt("test_acc", r.metrics.get("test_acc")) if r else "—" for r in (base, var)])
+    if len(deltas) < len(seeds):
+        verdict = f"Not decided yet: {len(deltas)} of {len(seeds)} seeds have both validation scores."
+    elif all(d > 0 for d in deltas):
+        verdict = (f"The rule is met: the variant is ahead on the validation split at all {len(seeds)} seeds "
+                   f"(mean {100 * sum(deltas) / len(deltas):+.2f} points).")
+    else:
+        verdict = (f"The rule is not met: the variant is ahead at {sum(d > 0 for d in deltas)} of {len(seeds)} "
+                   "seeds on the validation split.")
+    against = "the full recipe" if base is None else f"an earlier recipe of ours ({base})"
+    caption = (f"{name} at full budget ({steps:,} steps) on {dataset_label(dataset)[0]}: {against} and the "
+               f"variant \u201c{variant}\u201d, each run evaluated again on the validation split, which neither "
+               "trained nor was scored on, beside its test accuracy. Rule: the variant's piece enters the recipe only "
+               f"if it is ahead on the validation split at every seed. {verdict}")
+    heads = ["seed", "recipe, validation", "variant, validation", "Δ (points)", "recipe, test", "variant, test"]
+    return Table(heads, rows, caption=caption,
+                 note=f"Evaluate a run on the validation split with `python -m cifar_nb score {name} --dataset "
+                      f"{dataset} --seed <seed> [--variant {shlex.quote(variant)}] --split val`.")

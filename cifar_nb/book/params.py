@@ -70,10 +70,10 @@ class Params:
         """The run a notebook asks for: the report's recipe with the notebook's overrides (config.derive); an
         experiment in full_budget keeps its recipe's budget and takes only the chapter's dataset."""
         seed = self.seeds_of(name)[0] if seed is None else seed
+        recipe = experiments.get(name).make_config(dataset=self.dataset_of(name))
         if name in self.full_budget:
-            return derive(experiments.get(name).config, seed, self.dataset)
-        return derive(experiments.get(name).config, seed, self.dataset, self.steps, self.batch_size_of(name),
-                      self.fid_samples, self.preview)
+            return derive(recipe, seed, self.dataset)
+        return derive(recipe, seed, self.dataset, self.steps, self.batch_size_of(name), self.fid_samples, self.preview)
 
     def batch_size_of(self, name: str) -> int | None:
         """The batch an experiment runs at. In a preview the chapter's one batch size goes to the experiment

@@ -38,6 +38,7 @@ from cifar_nb.engine.artifacts import (
 )
 from cifar_nb.engine.evaluate import features
 from cifar_nb.engine.evaluate.generator import evaluate_generator
+from cifar_nb.engine.runtime import default_runtime
 from cifar_nb.engine.train.context import RunContext, RunInterrupted
 from cifar_nb.experiments import FEATURE_STEPS, GENERATOR_KINDS, feature_config
 
@@ -164,6 +165,43 @@ def feature_net_for(cfg: RunConfig, device="cpu", data_root=None, results_dir=No
     return features.load_feature_net(res, data_root, device)
 
 
+def _finished_with_weights(cfg: RunConfig, name: str, results_dir) -> tuple[RunResult, Path]:
+    """The finished run of `cfg` and its weights file `name`, or an error that says how to get them."""
+    res = load_complete(cfg, results_dir)
+    if res is None:
+        raise ValueError(f"{cfg.experiment} seed {cfg.seed} has no finished run in {run_dir(cfg, results_dir)}: train "
+                         f"it first (python -m cifar_nb run {cfg.experiment} --seed {cfg.seed})")
+    weights_file = res.run_dir / name
+    if not weights_file.exists():
+        raise FileNotFoundError(f"{weights_file} is missing: weights are not kept in git. Train the run here "
+                                f"(python -m cifar_nb run {cfg.experiment} --seed {cfg.seed} --force), or bring "
+                                "them back from the machine that trained it (python -m cifar_nb lease unpack)")
+    return res, weights_file
+
+
+def score_classifier(cfg: RunConfig, split: str = "val", device="cpu", data_root=None, results_dir=None,
+                     runtime=None) -> dict:
+    """Evaluate a finished classifier run's saved weights on a split it never trained on, without retraining: how
+    a variant chosen by its test accuracy is checked on a validation split. Scores go to
+    <run_dir>/scored/<split>-split/scores.json; the training artifacts are never touched. The evaluation is the
+    run's own (its weights, test-time views and measured runtime), so split="test" gives back its test_acc."""
+    if cfg.kind != "classifier":
+        raise ValueError(f"{cfg.experiment} is a {cfg.kind}: only classifiers are evaluated on a split")
+    res, weights_file = _finished_with_weights(cfg, "weights.pt", results_dir)
+    device = torch.device(device)
+    imageset = train.classifier.held_out(cfg, split, data_root, device)
+    runtime = runtime or default_runtime(cfg.model, device)
+    loss, acc = train.classifier.evaluate_weights(
+        cfg, torch.load(weights_file, map_location=device, weights_only=True), imageset, runtime)
+    scores = {f"{split}_loss": loss, f"{split}_acc": acc, f"n_{split}": len(imageset), "split": split,
+              "run": cfg.hash, "experiment": cfg.experiment, "seed": cfg.seed,
+              "weights_sha256": hashlib.sha256(weights_file.read_bytes()).hexdigest(),
+              "scored_with": git_commit(), "scored_on": environment_record(device)["date"],
+              "runtime": runtime.as_record()}
+    atomic_write_json(res.run_dir / "scored" / f"{split}-split" / "scores.json", scores)
+    return scores
+
+
 def score(cfg: RunConfig, device="cpu", data_root=None, results_dir=None, n_samples: int | None = None,
           fid_weights=None, progress: bool = True, sampling_mode: str = "eval", runtime=None,
           weights: str = "average") -> dict:
@@ -177,15 +215,7 @@ def score(cfg: RunConfig, device="cpu", data_root=None, results_dir=None, n_samp
         raise ValueError(f"{cfg.experiment} is a {cfg.kind}, not a generator: only generators are scored")
     if weights != "average" and cfg.kind != "gan":
         raise ValueError(f"weights={weights!r} is for a GAN trained with an EMA of G; {cfg.experiment} is a {cfg.kind}")
-    res = load_complete(cfg, results_dir)
-    if res is None:
-        raise ValueError(f"{cfg.experiment} seed {cfg.seed} has no finished run in {run_dir(cfg, results_dir)}: train "
-                         f"it first (python -m cifar_nb run {cfg.experiment} --seed {cfg.seed})")
-    weights_file = res.run_dir / "generator.pt"
-    if not weights_file.exists():
-        raise FileNotFoundError(f"{weights_file} is missing: generator weights are not kept in git. Train the run here "
-                                f"(python -m cifar_nb run {cfg.experiment} --seed {cfg.seed} --force), or bring "
-                                "them back from the machine that trained it (python -m cifar_nb lease unpack)")
+    res, weights_file = _finished_with_weights(cfg, "generator.pt", results_dir)
     device = torch.device(device)
     which = {"weights": weights} if weights != "average" else {}
     handle = train.handle_loader_for(cfg.kind)(cfg, weights_file, device, sampling_mode, runtime=runtime, **which)

@@ -94,11 +94,42 @@ def _splits(cfg, t, root, device):
     if t.get("val_size"):
         train, val = data.train_val_split(train, int(t["val_size"]), seed=int(t.get("split_seed", 0)))
     elif name == "val":
-        if "val" not in train.info.splits:
-            raise ValueError(f"eval_split 'val' needs train['val_size'] (a held-out part of the training split): "
-                             f"{cfg.dataset} has no validation split of its own")
-        val = data.load(cfg.dataset, "val", root=root, device=device)
+        val = _own_val(cfg, root, device)
     return train, (val if name == "val" else test), name, test
+
+
+def _own_val(cfg, root, device):
+    if "val" not in data.describe(cfg.dataset, root).splits:
+        raise ValueError(f"a validation split needs train['val_size'] (a held-out part of the training split): "
+                         f"{cfg.dataset} has no validation split of its own")
+    return data.load(cfg.dataset, "val", root=root, device=device)
+
+
+def held_out(cfg, split, root, device):
+    """The images a run of `cfg` never trained on, by split name: "test", or "val" (the part of the training split
+    that train['val_size'] held out, else the dataset's own validation split)."""
+    if split == "test":
+        return data.load(cfg.dataset, "test", root=root, device=device)
+    if split != "val":
+        raise ValueError(f"a classifier is evaluated on 'val' or 'test', not {split!r}")
+    t = _train_knobs(cfg)
+    if t.get("val_size"):
+        train = data.load(cfg.dataset, "train", root=root, device=device)
+        return data.train_val_split(train, int(t["val_size"]), seed=int(t.get("split_seed", 0)))[1]
+    return _own_val(cfg, root, device)
+
+
+def evaluate_weights(cfg, weights: dict, imageset, runtime: Runtime, batch_size=1024):
+    """(loss, accuracy) of a finished run's weights.pt on `imageset`, as the run's own evaluations measured:
+    the evaluated weights (the EMA's where the run kept one), its test-time views, eval mode."""
+    info, t = imageset.info, _train_knobs(cfg)
+    model = build_for_config(cfg, info.num_classes, info.image_size, info.channels)
+    model.load_state_dict(weights)
+    model = model.to(imageset.images.device)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return evaluate(model, imageset, info, batch_size, runtime.channels_last, runtime.amp,
+                    augment.tta_views(t.get("tta"), info))
 
 
 class Batches:
