@@ -236,6 +236,7 @@ def test_the_validation_table_passes_a_variant_only_if_it_is_ahead_on_the_held_o
     shutil.rmtree(artifacts.run_dir(todo[1][ablations.E_AFFINE], tmp_path))
     finished(1, ablations.E_AFFINE, 0.95, 0.925)
     assert "The rule is met" in table().caption and "(mean +1.00 points)" in table().caption
+    assert f"an earlier recipe of ours ({ablations.BEFORE_E_AFFINE}) and the variant" in table().caption
 
 
 def test_the_generator_variants_the_chapter_shows_at_full_budget_are_registered_ablations():

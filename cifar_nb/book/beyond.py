@@ -264,14 +264,14 @@ def validation_table(name: str, dataset: str, variant: str, seeds=(0, 1, 2), res
 
     rows, deltas = [], []
     for s in seeds:
-        base, var = by_seed[ablations.FULL_RECIPE].get(s), by_seed[variant].get(s)
-        v0, v1 = val(base), val(var)
+        ref, var = by_seed[ablations.FULL_RECIPE].get(s), by_seed[variant].get(s)
+        v0, v1 = val(ref), val(var)
         if v0 is not None and v1 is not None:
             deltas.append(v1 - v0)
         rows.append([s] + [fmt("val_acc", v) if v is not None else ("not scored yet" if r else "not run yet")
-                           for v, r in ((v0, base), (v1, var))]
+                           for v, r in ((v0, ref), (v1, var))]
                     + ["—" if v0 is None or v1 is None else f"{100 * (v1 - v0):+.2f}"]
-                    + [fmt("test_acc", r.metrics.get("test_acc")) if r else "—" for r in (base, var)])
+                    + [fmt("test_acc", r.metrics.get("test_acc")) if r else "—" for r in (ref, var)])
     if len(deltas) < len(seeds):
         verdict = f"Not decided yet: {len(deltas)} of {len(seeds)} seeds have both validation scores."
     elif all(d > 0 for d in deltas):
