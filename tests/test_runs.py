@@ -236,11 +236,12 @@ def test_every_committed_run_is_found_by_its_config_and_full_budget_ones_by_the_
         assert cfg.hash == f.parent.name, f"{f}: the config's hash is {cfg.hash}"
         exp = experiments.REGISTRY.get(cfg.experiment)
         if exp is not None and cfg.steps == exp.config.steps:
-            # the recipe, or one of its ablations (ablations.py) run at full budget
-            variants = ablations.configs(cfg.experiment, cfg.steps, cfg.dataset, cfg.seed) \
+            # the recipe, or one of its ablations (ablations.py) run at full budget, or one of an earlier recipe's
+            variants = [c for base in (None, *ablations.EARLIER_RECIPES.get(cfg.experiment, {}))
+                        for _, c in ablations.configs(cfg.experiment, cfg.steps, cfg.dataset, cfg.seed, base=base)] \
                 if cfg.experiment in ablations.ABLATIONS else []
-            assert cfg == exp.config.replace(seed=cfg.seed, dataset=cfg.dataset) or cfg in [c for _, c in variants], \
-                f"{f} is no longer {cfg.experiment}'s recipe nor one of its ablations"
+            assert cfg == exp.make_config(seed=cfg.seed, dataset=cfg.dataset) or cfg in variants, \
+                f"{f} is no longer {cfg.experiment}'s recipe nor one of its or an earlier recipe's ablations"
             full += 1
     assert full >= 4     # A-classifier x3 (on the stand-in) and E-classifier, at least
 
