@@ -288,4 +288,5 @@ def validation_table(name: str, dataset: str, variant: str, seeds=(0, 1, 2), res
     heads = ["seed", "recipe, validation", "variant, validation", "Δ (points)", "recipe, test", "variant, test"]
     return Table(heads, rows, caption=caption,
                  note=f"Evaluate a run on the validation split with `python -m cifar_nb score {name} --dataset "
-                      f"{dataset} --seed <seed> [--variant {shlex.quote(variant)}] --split val`.")
+                      f"{dataset} --seed <seed>{'' if base is None else f' --earlier {shlex.quote(base)}'} "
+                      f"[--variant {shlex.quote(variant)}] --split val`.")
