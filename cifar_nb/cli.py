@@ -142,7 +142,7 @@ def cmd_run(args) -> int:
         except (BudgetError, DataError, artifacts.RunCorrupt) as e:
             raise SystemExit(f"error: {e}")
         except runs.RunInterrupted as e:
-            print(f"stopped early, checkpoint saved: {e}. Run the same command again to resume.")
+            print(f"stopped early: {e}.")
             return 3
         shown = {k: v for k, v in res.metrics.items() if isinstance(v, (int, float, str)) or v is None}
         print(f"{exp.name} seed {seed}: {'reused' if res.reused else 'trained'} -> {res.run_dir}")
@@ -163,7 +163,7 @@ def cmd_ablate(args) -> int:
         except (BudgetError, DataError, artifacts.RunCorrupt) as e:
             raise SystemExit(f"error: {e}")
         except runs.RunInterrupted as e:
-            print(f"stopped early, checkpoint saved: {e}. Run the same command again to resume.")
+            print(f"stopped early: {e}.")
             return 3
         acc, fd = res.metrics.get("test_acc"), res.metrics.get("fd_cls")
         score = f"FD-cls {'—' if fd is None else f'{fd:.2f}'}" if cfg.kind == "gan" else \
