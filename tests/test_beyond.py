@@ -199,7 +199,7 @@ def test_the_weight_average_table_sets_each_full_run_s_average_against_its_live_
     (live / "scores.json").write_text(json.dumps({"fd_cls": 36.5, "weights": "live"}))
     t = beyond.weight_average_table("ours-generator", "cifar10-jpeg", results_dir=tmp_path)
     assert [row[1:] for row in t.rows] == [[0, "30.00", "36.50", "-6.5"], [1, "33.00", "not scored yet", "—"]]
-    assert "--weights live" in t.note
+    assert "--weights live" in t.note and "--variant <its label>" in t.note
 
 
 def test_the_validation_table_passes_a_variant_only_if_it_is_ahead_on_the_held_out_split_at_every_seed(tmp_path):

@@ -244,7 +244,8 @@ def weight_average_table(name: str, dataset: str, variants=(ablations.FULL_RECIP
         caption += " " + NETWORKS_NOTE
     return Table(heads, rows, caption=caption,
                  note=f"Score the live weights with `python -m cifar_nb score {name} --seed <seed> --weights live`, and a "
-                      "variant's by adding its config changes, each as `--set FIELD.KEY=VALUE` (VALUE as JSON).")
+                      "variant's by adding `--variant <its label>`"
+                      + ("." if base is None else f" and `--earlier {shlex.quote(base)}`."))
 
 
 def validation_table(name: str, dataset: str, variant: str, seeds=(0, 1, 2), results_dir=None,
